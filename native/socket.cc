@@ -1,0 +1,247 @@
+// The socket layer. See socket.h: every function returns -errno on failure.
+#include "socket.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace aco {
+namespace {
+
+// Retries a call interrupted by a signal (PEP 475): a signal is never an error here.
+template <typename Call>
+auto RetryOnEintr(Call call) -> decltype(call()) {
+  decltype(call()) result;
+  do {
+    result = call();
+  } while (result < 0 && errno == EINTR);
+  return result < 0 ? -errno : result;
+}
+
+}  // namespace
+
+int SocketOpen(int family, int type) {
+  int fd = ::socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  return fd < 0 ? -errno : fd;
+}
+
+int SocketPair(int family, int type, int fds[2]) {
+  return ::socketpair(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) < 0 ? -errno : 0;
+}
+
+int Close(int fd) {
+  // Linux releases the fd even when close() reports EINTR, so it must not be retried:
+  // a retry could close an fd another thread has just been given.
+  if (::close(fd) < 0 && errno != EINTR) return -errno;
+  return 0;
+}
+
+int Dup(int fd) {
+  int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  return copy < 0 ? -errno : copy;
+}
+
+int SetNonBlocking(int fd, bool non_blocking) {
+  int flags = ::fcntl(fd, F_GETFL);
+  if (flags < 0) return -errno;
+  int wanted = non_blocking ? (flags | O_NONBLOCK) : (flags & ~O_NONBLOCK);
+  if (wanted != flags && ::fcntl(fd, F_SETFL, wanted) < 0) return -errno;
+  return 0;
+}
+
+int Bind(int fd, const SockAddr& addr) {
+  return ::bind(fd, addr.raw(), addr.length) < 0 ? -errno : 0;
+}
+
+int Listen(int fd, int backlog) { return ::listen(fd, backlog) < 0 ? -errno : 0; }
+
+int Accept(int fd, SockAddr* peer) {
+  peer->length = sizeof(peer->storage);
+  return RetryOnEintr(
+      [&] { return ::accept4(fd, peer->raw(), &peer->length, SOCK_NONBLOCK | SOCK_CLOEXEC); });
+}
+
+int Connect(int fd, const SockAddr& addr) {
+  // A non-blocking connect interrupted by a signal goes on in the background; the caller
+  // sees EINTR like EINPROGRESS and waits for writability, as Python's connect_ex does.
+  return ::connect(fd, addr.raw(), addr.length) < 0 ? -errno : 0;
+}
+
+int Shutdown(int fd, int how) { return ::shutdown(fd, how) < 0 ? -errno : 0; }
+
+ssize_t Send(int fd, const void* data, size_t length, int flags) {
+  return RetryOnEintr([&] { return ::send(fd, data, length, flags | MSG_NOSIGNAL); });
+}
+
+ssize_t Recv(int fd, void* buffer, size_t length, int flags) {
+  return RetryOnEintr([&] { return ::recv(fd, buffer, length, flags); });
+}
+
+ssize_t SendTo(int fd, const void* data, size_t length, int flags, const SockAddr& to) {
+  return RetryOnEintr(
+      [&] { return ::sendto(fd, data, length, flags | MSG_NOSIGNAL, to.raw(), to.length); });
+}
+
+ssize_t RecvFrom(int fd, void* buffer, size_t length, int flags, SockAddr* from) {
+  from->length = sizeof(from->storage);
+  return RetryOnEintr(
+      [&] { return ::recvfrom(fd, buffer, length, flags, from->raw(), &from->length); });
+}
+
+ssize_t Read(int fd, void* buffer, size_t length) {
+  return RetryOnEintr([&] { return ::read(fd, buffer, length); });
+}
+
+ssize_t Write(int fd, const void* data, size_t length) {
+  return RetryOnEintr([&] { return ::write(fd, data, length); });
+}
+
+int GetSockName(int fd, SockAddr* out) {
+  out->length = sizeof(out->storage);
+  return ::getsockname(fd, out->raw(), &out->length) < 0 ? -errno : 0;
+}
+
+int GetPeerName(int fd, SockAddr* out) {
+  out->length = sizeof(out->storage);
+  return ::getpeername(fd, out->raw(), &out->length) < 0 ? -errno : 0;
+}
+
+int SetSockOptInt(int fd, int level, int option, int value) {
+  return ::setsockopt(fd, level, option, &value, sizeof(value)) < 0 ? -errno : 0;
+}
+
+int GetSockOptInt(int fd, int level, int option, int* value) {
+  *value = 0;
+  socklen_t length = sizeof(*value);
+  return ::getsockopt(fd, level, option, value, &length) < 0 ? -errno : 0;
+}
+
+int MakeInetAddress(int family, const std::string& host, int port, SockAddr* out) {
+  if (port < 0 || port > 65535) return -EINVAL;
+  *out = SockAddr{};
+  if (family == AF_INET || family == AF_UNSPEC) {
+    auto* sin = reinterpret_cast<sockaddr_in*>(&out->storage);
+    if (::inet_pton(AF_INET, host.c_str(), &sin->sin_addr) == 1) {
+      sin->sin_family = AF_INET;
+      sin->sin_port = htons(static_cast<uint16_t>(port));
+      out->length = sizeof(*sin);
+      return 0;
+    }
+  }
+  if (family == AF_INET6 || family == AF_UNSPEC) {
+    auto* sin6 = reinterpret_cast<sockaddr_in6*>(&out->storage);
+    std::string address = host;
+    size_t percent = host.find('%');
+    if (percent != std::string::npos) {
+      address = host.substr(0, percent);
+      std::string scope = host.substr(percent + 1);
+      unsigned index = ::if_nametoindex(scope.c_str());
+      if (index == 0) {
+        char* end = nullptr;
+        unsigned long numeric = std::strtoul(scope.c_str(), &end, 10);
+        if (scope.empty() || *end != '\0') return -EINVAL;
+        index = static_cast<unsigned>(numeric);
+      }
+      sin6->sin6_scope_id = index;
+    }
+    if (::inet_pton(AF_INET6, address.c_str(), &sin6->sin6_addr) == 1) {
+      sin6->sin6_family = AF_INET6;
+      sin6->sin6_port = htons(static_cast<uint16_t>(port));
+      out->length = sizeof(*sin6);
+      return 0;
+    }
+  }
+  if (family != AF_INET && family != AF_INET6 && family != AF_UNSPEC) return -EAFNOSUPPORT;
+  return -EINVAL;
+}
+
+int MakeUnixAddress(const std::string& path, SockAddr* out) {
+  *out = SockAddr{};
+  auto* sun = reinterpret_cast<sockaddr_un*>(&out->storage);
+  // A filesystem path needs room for its terminating NUL; an abstract name does not.
+  bool abstract = !path.empty() && path[0] == '\0';
+  size_t room = sizeof(sun->sun_path) - (abstract ? 0 : 1);
+  if (path.size() > room) return -ENAMETOOLONG;
+  sun->sun_family = AF_UNIX;
+  std::memcpy(sun->sun_path, path.data(), path.size());
+  out->length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() +
+                                       (abstract ? 0 : 1));
+  return 0;
+}
+
+int FormatAddress(const SockAddr& addr, std::string* host, int* port) {
+  char text[INET6_ADDRSTRLEN + IF_NAMESIZE + 2] = {0};
+  switch (addr.family()) {
+    case AF_INET: {
+      const auto* sin = reinterpret_cast<const sockaddr_in*>(&addr.storage);
+      ::inet_ntop(AF_INET, &sin->sin_addr, text, sizeof(text));
+      *host = text;
+      *port = ntohs(sin->sin_port);
+      return 0;
+    }
+    case AF_INET6: {
+      const auto* sin6 = reinterpret_cast<const sockaddr_in6*>(&addr.storage);
+      ::inet_ntop(AF_INET6, &sin6->sin6_addr, text, sizeof(text));
+      *host = text;
+      if (sin6->sin6_scope_id != 0) {
+        char name[IF_NAMESIZE] = {0};
+        if (::if_indextoname(sin6->sin6_scope_id, name) != nullptr) {
+          *host += '%';
+          *host += name;
+        } else {
+          *host += '%' + std::to_string(sin6->sin6_scope_id);
+        }
+      }
+      *port = ntohs(sin6->sin6_port);
+      return 0;
+    }
+    case AF_UNIX: {
+      const auto* sun = reinterpret_cast<const sockaddr_un*>(&addr.storage);
+      size_t offset = offsetof(sockaddr_un, sun_path);
+      size_t length = addr.length > offset ? addr.length - offset : 0;
+      // A filesystem path ends at its NUL; an abstract name (leading NUL) uses its length.
+      if (length > 0 && sun->sun_path[0] != '\0') length = strnlen(sun->sun_path, length);
+      host->assign(sun->sun_path, length);
+      *port = -1;
+      return 0;
+    }
+    case AF_UNSPEC:
+      // An unconnected datagram peer or an unbound socket.
+      host->clear();
+      *port = 0;
+      return 0;
+    default:
+      return -EAFNOSUPPORT;
+  }
+}
+
+int Resolve(int family, int type, const std::string& host, int port, SockAddr* out,
+            int* sys_errno) {
+  *sys_errno = 0;
+  addrinfo hints{};
+  hints.ai_family = family;
+  hints.ai_socktype = type;
+  hints.ai_flags = host.empty() ? AI_PASSIVE : 0;
+  std::string service = std::to_string(port);
+  addrinfo* results = nullptr;
+  int status =
+      ::getaddrinfo(host.empty() ? nullptr : host.c_str(), service.c_str(), &hints, &results);
+  if (status != 0) {
+    if (status == EAI_SYSTEM) *sys_errno = errno;
+    return status;
+  }
+  *out = SockAddr{};
+  std::memcpy(&out->storage, results->ai_addr, results->ai_addrlen);
+  out->length = results->ai_addrlen;
+  ::freeaddrinfo(results);
+  return 0;
+}
+
+}  // namespace aco
