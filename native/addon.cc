@@ -249,6 +249,18 @@ Napi::Value JsResolve(const Napi::CallbackInfo& info) {
   return Napi::String::New(env, numeric);
 }
 
+// strerror(errno) -> the C library's message (strerror_r: strerror is not thread-safe).
+Napi::Value JsStrerror(const Napi::CallbackInfo& info) {
+  char text[256] = {0};
+  int errnum = IntArg(info, 0, "errno");
+#if defined(__GLIBC__) && defined(_GNU_SOURCE)
+  const char* message = strerror_r(errnum, text, sizeof(text));
+#else
+  const char* message = strerror_r(errnum, text, sizeof(text)) == 0 ? text : "Unknown error";
+#endif
+  return Napi::String::New(info.Env(), message);
+}
+
 Napi::Value JsAvailableBackends(const Napi::CallbackInfo& info) {
   const auto& backends = AvailableBackends();
   Napi::Array names = Napi::Array::New(info.Env(), backends.size());
@@ -396,6 +408,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setsockopt", Napi::Function::New<JsSetSockOpt>(env, "setsockopt"));
   exports.Set("getsockopt", Napi::Function::New<JsGetSockOpt>(env, "getsockopt"));
   exports.Set("resolve", Napi::Function::New<JsResolve>(env, "resolve"));
+  exports.Set("strerror", Napi::Function::New<JsStrerror>(env, "strerror"));
   exports.Set("availableBackends",
               Napi::Function::New<JsAvailableBackends>(env, "availableBackends"));
   exports.Set("Reactor", ReactorWrap::Define(env));

@@ -1,0 +1,125 @@
+// The typed view of the native addon (native/addon.cc and native/bridge.cc).
+//
+// Conventions: a function that makes a system call returns -errno (a negative number) on
+// failure instead of throwing, so callers in the hot path can treat EAGAIN as a value.
+// errors.ts turns such a number into a SocketError where the public API throws.
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+
+/** `[host, port]` for AF_INET/AF_INET6, a path for AF_UNIX. */
+export type Address = readonly [host: string, port: number] | string;
+
+export interface NativeReactor {
+  readonly backend: string;
+  /** Watch fd for mask (POLLIN|POLLOUT|POLLPRI, 0: stop). 0 or -errno; -ERANGE: fd too large. */
+  setInterest(fd: number, mask: number): number;
+  /** Wait up to timeoutMs (negative: forever); ready fds go to `out` as [fd, events] pairs. */
+  poll(timeoutMs: number, out: Int32Array): number;
+  watchedCount(): number;
+  close(): void;
+}
+
+export interface NativeThreadLoop {
+  readonly backend: string | null;
+  /** Only in the JS turn (inside onBatch, or before the first resume). */
+  setInterest(fd: number, mask: number): number;
+  watchedCount(): number;
+  /** The last batch as [fd, events] pairs; returns how many were written. */
+  takeReady(out: Int32Array): number;
+  /** Ends the JS turn: the thread waits up to timeoutMs, then calls onBatch. */
+  resume(timeoutMs: number): void;
+  /** Ends the current wait at once (thread-safe, cheap, coalesced). */
+  wake(): void;
+  /** Stops and joins the thread; idempotent. */
+  stop(): void;
+  ref(): void;
+  unref(): void;
+}
+
+export type BatchCallback = (result: number, waitMs: number, woken: boolean) => void;
+
+export interface ResolveFailure {
+  gaiCode: number;
+  errno: number;
+  message: string;
+}
+
+export interface NativeConstants {
+  AF_INET: number;
+  AF_INET6: number;
+  AF_UNIX: number;
+  AF_UNSPEC: number;
+  SOCK_STREAM: number;
+  SOCK_DGRAM: number;
+  SOL_SOCKET: number;
+  SO_REUSEADDR: number;
+  SO_REUSEPORT: number;
+  SO_ERROR: number;
+  SO_SNDBUF: number;
+  SO_RCVBUF: number;
+  SO_KEEPALIVE: number;
+  SO_TYPE: number;
+  IPPROTO_TCP: number;
+  TCP_NODELAY: number;
+  SHUT_RD: number;
+  SHUT_WR: number;
+  SHUT_RDWR: number;
+  MSG_PEEK: number;
+  MSG_OOB: number;
+  POLLIN: number;
+  POLLPRI: number;
+  POLLOUT: number;
+  POLLERR: number;
+  POLLHUP: number;
+  POLLNVAL: number;
+  FD_SETSIZE: number;
+}
+
+export interface NativeBinding {
+  constants: NativeConstants;
+  socket(family: number, type: number): number;
+  socketpair(family: number, type: number): [number, number] | number;
+  close(fd: number): number;
+  dup(fd: number): number;
+  setNonBlocking(fd: number, nonBlocking: boolean): number;
+  /** Addresses passed in are numeric: resolve names first. */
+  bind(fd: number, address: Address): number;
+  listen(fd: number, backlog: number): number;
+  accept(fd: number): [number, Address] | number;
+  connect(fd: number, address: Address): number;
+  shutdown(fd: number, how: number): number;
+  send(fd: number, data: Uint8Array, flags: number): number;
+  recvInto(fd: number, buffer: Uint8Array, length: number, flags: number): number;
+  sendto(fd: number, data: Uint8Array, flags: number, address: Address): number;
+  recvfromInto(
+    fd: number,
+    buffer: Uint8Array,
+    length: number,
+    flags: number,
+  ): [number, Address | null] | number;
+  readInto(fd: number, buffer: Uint8Array, length: number): number;
+  write(fd: number, data: Uint8Array): number;
+  getsockname(fd: number): Address | number;
+  getpeername(fd: number): Address | number;
+  setsockopt(fd: number, level: number, option: number, value: number): number;
+  getsockopt(fd: number, level: number, option: number): [number, number];
+  resolve(family: number, type: number, host: string, port: number): string | ResolveFailure;
+  strerror(errno: number): string;
+  availableBackends(): string[];
+  Reactor: new (backend: string) => NativeReactor;
+  ThreadLoop: new (backend: string, onBatch: BatchCallback) => NativeThreadLoop;
+}
+
+type NodeGypBuild = (root: string) => unknown;
+
+function load(): NativeBinding {
+  const require = createRequire(import.meta.url);
+  // ASYNCORE_ADDON names another build of the same sources (the sanitizer build in CI).
+  const override = process.env['ASYNCORE_ADDON'];
+  if (override !== undefined && override !== '') return require(override) as NativeBinding;
+  const nodeGypBuild = require('node-gyp-build') as NodeGypBuild;
+  const root = fileURLToPath(new URL('..', import.meta.url));
+  return nodeGypBuild(root) as NativeBinding;
+}
+
+export const native: NativeBinding = load();

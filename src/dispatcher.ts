@@ -1,0 +1,368 @@
+// Dispatcher and DispatcherWithSend: Python's asyncore.dispatcher and
+// asyncore.dispatcher_with_send, method for method.
+//
+// The loop (loop.ts) asks readable()/writable() each iteration, waits, and calls the
+// handle*Event() entry points below; they turn raw readiness into the events a subclass
+// overrides: handleAccept on a listening socket, handleConnect on the first event of a
+// connecting one, handleRead / handleWrite / handleExpt / handleClose otherwise.
+import type { Address } from './binding.js';
+import { AF_INET, SOCK_STREAM, SOL_SOCKET, SO_ERROR, SO_REUSEADDR } from './constants.js';
+import { compactTraceback, errnoError, errnoName, isDisconnect, isWouldBlock } from './errors.js';
+import type { FileWrapper } from './file.js';
+import { Socket, toBytes } from './socket.js';
+import { watcherOf } from './watchers.js';
+
+/** fd -> dispatcher: what a loop polls. */
+export type SocketMap = Map<number, Dispatcher>;
+
+/** The map used when none is given, as Python's asyncore.socket_map. */
+export const socketMap: SocketMap = new Map();
+
+// connect_ex() results that mean "the connection is under way".
+const CONNECT_PENDING: ReadonlySet<string> = new Set(['EINPROGRESS', 'EALREADY', 'EAGAIN', 'EWOULDBLOCK']);
+
+export class Dispatcher {
+  debug = false;
+  connected = false;
+  accepting = false;
+  connecting = false;
+  closing = false;
+  addr: Address | null = null;
+  socket: Socket | FileWrapper | null = null;
+  ignoreLogTypes: Set<string> = new Set(['warning']);
+
+  /** The map this dispatcher lives in. */
+  protected _map: SocketMap;
+  /** The fd it is registered under, or null. */
+  protected _fileno: number | null = null;
+
+  constructor(sock?: Socket | null, map?: SocketMap) {
+    this._map = map ?? socketMap;
+    if (sock) {
+      sock.setBlocking(false);
+      this.setSocket(sock, map);
+      this.connected = true;
+      try {
+        this.addr = sock.getpeername();
+      } catch (err) {
+        const code = (err as { code?: unknown }).code;
+        if (code === 'ENOTCONN' || code === 'EINVAL') {
+          // A socket that is not connected (yet): connect() or listen() comes later.
+          this.connected = false;
+        } else {
+          this.delChannel(map);
+          throw err;
+        }
+      }
+    }
+  }
+
+  fileno(): number | null {
+    return this._fileno;
+  }
+
+  toString(): string {
+    const status = [this.constructor.name];
+    if (this.accepting && this.addr !== null) status.push('listening');
+    else if (this.connected) status.push('connected');
+    if (this.addr !== null) {
+      status.push(typeof this.addr === 'string' ? this.addr : `${this.addr[0]}:${this.addr[1]}`);
+    }
+    return `<${status.join(' ')} at fd ${this._fileno ?? 'None'}>`;
+  }
+
+  // --- The map ---------------------------------------------------------------------------
+
+  addChannel(map?: SocketMap): void {
+    const target = map ?? this._map;
+    if (this._fileno === null) return;
+    target.set(this._fileno, this);
+    this.interestChanged(target);
+  }
+
+  delChannel(map?: SocketMap): void {
+    const target = map ?? this._map;
+    const fd = this._fileno;
+    if (fd !== null && target.get(fd) === this) {
+      target.delete(fd);
+      watcherOf(target)?.forget(fd, this);
+    }
+    this._fileno = null;
+  }
+
+  /**
+   * Tells the loop polling the map that readable()/writable() may answer differently now.
+   * Call it from a subclass whose predicates depend on state that changes outside its own
+   * handlers (a timer, a promise): loop() then re-asks at once instead of after `timeout`.
+   */
+  interestChanged(map: SocketMap = this._map): void {
+    watcherOf(map)?.interestChanged(this);
+  }
+
+  // --- Socket methods ------------------------------------------------------------------------
+
+  createSocket(family: number = AF_INET, type: number = SOCK_STREAM): void {
+    const sock = new Socket(family, type);
+    sock.setBlocking(false);
+    this.setSocket(sock);
+  }
+
+  setSocket(sock: Socket | FileWrapper, map?: SocketMap): void {
+    this.socket = sock;
+    this._fileno = sock.fileno();
+    this.addChannel(map);
+  }
+
+  /** Allows the address to be reused at once after a restart. */
+  setReuseAddr(): void {
+    try {
+      const sock = this.#socket('setsockopt');
+      sock.setsockopt(SOL_SOCKET, SO_REUSEADDR, sock.getsockopt(SOL_SOCKET, SO_REUSEADDR) | 1);
+    } catch {
+      // Python ignores a failure here too: reuse is an optimisation.
+    }
+  }
+
+  listen(backlog: number): void {
+    this.accepting = true;
+    this.#socket('listen').listen(backlog);
+    this.interestChanged();
+  }
+
+  bind(addr: Address): void {
+    this.addr = addr;
+    this.#socket('bind').bind(addr);
+  }
+
+  connect(address: Address): void {
+    this.connected = false;
+    this.connecting = true;
+    this.interestChanged();
+    const err = this.#socket('connect').connectEx(address);
+    const code = errnoName(err);
+    if (CONNECT_PENDING.has(code)) {
+      this.addr = address;
+      return;
+    }
+    if (err === 0 || code === 'EISCONN') {
+      this.addr = address;
+      this.handleConnectEvent();
+      return;
+    }
+    throw errnoError(-err, 'connect');
+  }
+
+  /** The next connection, or null when none is waiting (or it vanished before accept). */
+  accept(): [Socket, Address] | null {
+    try {
+      return this.#socket('accept').accept();
+    } catch (err) {
+      const code = (err as { code?: unknown }).code;
+      if (code === 'EAGAIN' || code === 'EWOULDBLOCK' || code === 'ECONNABORTED') return null;
+      throw err;
+    }
+  }
+
+  /** Bytes sent: 0 when it would block, or after a disconnect (then handleClose() ran). */
+  send(data: Uint8Array | string): number {
+    const sock = this.socket;
+    if (sock === null) throw errnoError(-9, 'send', 'on a dispatcher without a socket');
+    try {
+      return sock.send(data);
+    } catch (err) {
+      if (isWouldBlock(err)) return 0;
+      if (isDisconnect(err)) {
+        this.handleClose();
+        return 0;
+      }
+      throw err;
+    }
+  }
+
+  /** Up to n bytes; an empty Buffer at EOF or after a disconnect (then handleClose() ran). */
+  recv(n: number): Buffer {
+    const sock = this.socket;
+    if (sock === null) throw errnoError(-9, 'recv', 'on a dispatcher without a socket');
+    try {
+      const data = sock.recv(n);
+      if (data.length === 0 && n > 0) this.handleClose();
+      return data;
+    } catch (err) {
+      if (isDisconnect(err)) {
+        this.handleClose();
+        return Buffer.alloc(0);
+      }
+      throw err;
+    }
+  }
+
+  close(): void {
+    this.connected = false;
+    this.accepting = false;
+    this.connecting = false;
+    this.delChannel();
+    const sock = this.socket;
+    if (sock !== null) {
+      try {
+        sock.close();
+      } catch (err) {
+        const code = (err as { code?: unknown }).code;
+        if (code !== 'ENOTCONN' && code !== 'EBADF') throw err;
+      }
+    }
+  }
+
+  #socket(syscall: string): Socket {
+    const sock = this.socket;
+    if (sock instanceof Socket) return sock;
+    throw errnoError(-9, syscall, sock === null ? 'on a dispatcher without a socket' : 'on a file dispatcher');
+  }
+
+  // --- Logging -------------------------------------------------------------------------------
+
+  log(message: unknown): void {
+    process.stderr.write(`log: ${String(message)}\n`);
+  }
+
+  logInfo(message: unknown, type = 'info'): void {
+    if (!this.ignoreLogTypes.has(type)) console.log(`${type}: ${String(message)}`);
+  }
+
+  // --- Predicates, asked every iteration -----------------------------------------------------
+
+  readable(): boolean {
+    return true;
+  }
+
+  writable(): boolean {
+    return true;
+  }
+
+  // --- Entry points the loop calls -----------------------------------------------------------
+
+  handleReadEvent(): void {
+    if (this.accepting) {
+      // Listening sockets never "connect": readability means a connection is waiting.
+      this.handleAccept();
+    } else if (!this.connected) {
+      if (this.connecting) this.handleConnectEvent();
+      this.handleRead();
+    } else {
+      this.handleRead();
+    }
+  }
+
+  handleConnectEvent(): void {
+    const err = this.#connectError();
+    if (err !== 0) throw errnoError(-err, 'connect');
+    this.handleConnect();
+    this.connected = true;
+    this.connecting = false;
+    this.interestChanged();
+  }
+
+  handleWriteEvent(): void {
+    // A listening socket is never polled for writing; pretend such an event did not happen.
+    if (this.accepting) return;
+    if (!this.connected && this.connecting) this.handleConnectEvent();
+    this.handleWrite();
+  }
+
+  handleExptEvent(): void {
+    // select() and POLLPRI report errors and out-of-band data alike: tell them apart.
+    if (this.#connectError() !== 0) this.handleClose();
+    else this.handleExpt();
+  }
+
+  #connectError(): number {
+    const sock = this.socket;
+    return sock === null ? 0 : sock.getsockopt(SOL_SOCKET, SO_ERROR);
+  }
+
+  // --- Events to override ----------------------------------------------------------------
+
+  handleError(err: unknown): void {
+    const { info } = compactTraceback(err);
+    let self: string;
+    try {
+      self = this.toString();
+    } catch {
+      self = `<toString() failed for ${this.constructor.name}>`;
+    }
+    const type = err instanceof Error ? err.name : typeof err;
+    const value = err instanceof Error ? err.message : String(err);
+    this.logInfo(`uncaptured exception, closing channel ${self} (${type}:${value} ${info})`, 'error');
+    this.handleClose();
+  }
+
+  handleExpt(): void {
+    this.logInfo('unhandled incoming priority event', 'warning');
+  }
+
+  handleRead(): void {
+    this.logInfo('unhandled read event', 'warning');
+  }
+
+  handleWrite(): void {
+    this.logInfo('unhandled write event', 'warning');
+  }
+
+  handleConnect(): void {
+    this.logInfo('unhandled connect event', 'warning');
+  }
+
+  handleAccept(): void {
+    const pair = this.accept();
+    if (pair !== null) this.handleAccepted(pair[0], pair[1]);
+  }
+
+  handleAccepted(sock: Socket, addr: Address): void {
+    sock.close();
+    this.logInfo(`unhandled accepted event from ${String(addr)}`, 'warning');
+  }
+
+  handleClose(): void {
+    this.logInfo('unhandled close event', 'warning');
+    this.close();
+  }
+}
+
+/** Python's dispatcher_with_send: send() buffers what the socket does not take at once. */
+export class DispatcherWithSend extends Dispatcher {
+  outBuffer: Buffer = Buffer.alloc(0);
+
+  /** Sends as much of outBuffer as the socket takes now (64 KiB at most per call). */
+  initiateSend(): void {
+    const sent = super.send(this.outBuffer.subarray(0, 65536));
+    this.outBuffer = this.outBuffer.subarray(sent);
+  }
+
+  override handleWrite(): void {
+    this.initiateSend();
+    if (this.outBuffer.length === 0) this.interestChanged();
+  }
+
+  override writable(): boolean {
+    return !this.connected || this.outBuffer.length > 0;
+  }
+
+  /** Queues data and sends what it can now; returns the number of bytes queued. */
+  override send(data: Uint8Array | string): number {
+    if (this.debug) this.logInfo(`sending ${String(data)}`);
+    const bytes = toBytes(data);
+    const wasEmpty = this.outBuffer.length === 0;
+    if (wasEmpty) {
+      this.outBuffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      this.initiateSend();
+      // Keep a copy of what is left, not a view of the caller's buffer, which it may reuse.
+      if (this.outBuffer.length > 0) {
+        this.outBuffer = Buffer.from(this.outBuffer);
+        this.interestChanged();
+      }
+    } else {
+      this.outBuffer = Buffer.concat([this.outBuffer, bytes]);
+      this.initiateSend();
+    }
+    return bytes.length;
+  }
+}

@@ -1,0 +1,88 @@
+// FileWrapper and FileDispatcher: Python's file_wrapper and file_dispatcher, which let
+// the loop drive pipes, terminals and other non-socket fds (UNIX only).
+import { native } from './binding.js';
+import { SOL_SOCKET, SO_ERROR } from './constants.js';
+import { Dispatcher, type SocketMap } from './dispatcher.js';
+import { check, errnoError } from './errors.js';
+import { describe, toBytes } from './socket.js';
+
+let scratch = Buffer.allocUnsafe(65536);
+
+/** Wraps a duplicate of an fd so it quacks like a socket: recv/send are read/write. */
+export class FileWrapper {
+  fd: number;
+
+  constructor(fd: number) {
+    if (typeof fd !== 'number' || !Number.isInteger(fd) || fd < 0) {
+      throw new TypeError(`fd must be a non-negative integer, not ${describe(fd)}`);
+    }
+    this.fd = check(native.dup(fd), 'dup');
+  }
+
+  recv(n: number): Buffer {
+    if (this.fd < 0) throw errnoError(-9, 'read', 'on a closed file');
+    if (typeof n !== 'number' || !Number.isInteger(n)) throw new TypeError('size must be an integer');
+    if (n < 0) throw new RangeError(`size must not be negative (got ${n})`);
+    if (scratch.length < n) scratch = Buffer.allocUnsafe(n);
+    const got = check(native.readInto(this.fd, scratch, n), 'read');
+    return Buffer.from(scratch.subarray(0, got));
+  }
+
+  send(data: Uint8Array | string): number {
+    if (this.fd < 0) throw errnoError(-9, 'write', 'on a closed file');
+    return check(native.write(this.fd, toBytes(data)), 'write');
+  }
+
+  read(n: number): Buffer {
+    return this.recv(n);
+  }
+
+  write(data: Uint8Array | string): number {
+    return this.send(data);
+  }
+
+  /** Only what asyncore asks: SO_ERROR, which is always 0 for a file. */
+  getsockopt(level: number, option: number): number {
+    if (level === SOL_SOCKET && option === SO_ERROR) return 0;
+    throw new Error('FileWrapper implements only getsockopt(SOL_SOCKET, SO_ERROR)');
+  }
+
+  close(): void {
+    if (this.fd < 0) return;
+    const fd = this.fd;
+    this.fd = -1;
+    check(native.close(fd), 'close');
+  }
+
+  fileno(): number {
+    return this.fd;
+  }
+}
+
+type FileLike = number | { fd: number } | { fileno(): number };
+
+/** A dispatcher over a pipe, terminal or other file fd; it is `connected` from the start. */
+export class FileDispatcher extends Dispatcher {
+  constructor(fd: FileLike, map?: SocketMap) {
+    super(null, map);
+    this.connected = true;
+    const number = fdOf(fd);
+    this.setFile(number);
+    check(native.setNonBlocking(number, true), 'fcntl');
+  }
+
+  setFile(fd: number): void {
+    this.socket = new FileWrapper(fd);
+    this._fileno = this.socket.fileno();
+    this.addChannel();
+  }
+}
+
+function fdOf(fd: FileLike): number {
+  if (typeof fd === 'number') return fd;
+  if (typeof fd === 'object' && fd !== null) {
+    if ('fileno' in fd && typeof fd.fileno === 'function') return fd.fileno();
+    if ('fd' in fd && typeof fd.fd === 'number') return fd.fd;
+  }
+  throw new TypeError(`expected an fd, an object with fd, or one with fileno(), not ${describe(fd)}`);
+}

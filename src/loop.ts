@@ -1,0 +1,546 @@
+// The loop: Python's asyncore.loop / poll / poll2 / readwrite, on any backend.
+//
+// One iteration, as in Python:
+//   1. ask every dispatcher readable() / writable()      (Poller.updateInterest)
+//   2. wait for the kernel                                (native Reactor / ThreadLoop)
+//   3. dispatch: read, write and exceptional events       (Poller.dispatch -> readwrite)
+// plus the callLater timers that are due. Only the masks that changed since the last
+// iteration reach the native side, and the backend keeps its interest set between
+// iterations, so a quiet fd costs two predicate calls and no system call.
+//
+// loopSync() runs all of it on the calling thread. loop() runs step 2 on a native thread
+// (native/bridge.cc) and steps 1 and 3 on the JS thread whenever a batch arrives.
+import { performance } from 'node:perf_hooks';
+
+import { type NativeReactor, type NativeThreadLoop, native } from './binding.js';
+import { POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT, POLLPRI } from './constants.js';
+import { type Dispatcher, type SocketMap, socketMap } from './dispatcher.js';
+import { ExitNow, SocketError, errnoError, isDisconnect, isWouldBlock } from './errors.js';
+import { schedulerOf } from './timers.js';
+import { type MapWatcher, unwatch, watch } from './watchers.js';
+
+export type BackendName = 'select' | 'poll' | 'epoll' | 'kqueue' | 'auto';
+
+/** One record per iteration: what was asked of the kernel, what it answered, and how long it took. */
+export interface IterationTrace {
+  iteration: number;
+  backend: string;
+  read: number[];
+  write: number[];
+  except: number[];
+  ready: { fd: number; events: number }[];
+  waitMs: number;
+  dispatchMs: number;
+}
+
+export interface LoopOptions {
+  /** Seconds per wait (float); default 30, as in Python. */
+  timeout?: number;
+  /** Python compatibility: true means backend 'poll', false 'select'. */
+  usePoll?: boolean;
+  /** Wins over usePoll. Default: 'select', as Python's use_poll=False. */
+  backend?: BackendName;
+  /** Default: the global socketMap. */
+  map?: SocketMap;
+  /** Iterations to run; default: until the map is empty. */
+  count?: number;
+  trace?: (it: IterationTrace) => void;
+}
+
+/** loop()'s promise, with the means to let Node exit while it runs. */
+export interface LoopPromise extends Promise<void> {
+  /** Keep Node alive while the loop runs (the default, like a listening net.Server). */
+  ref(): LoopPromise;
+  /** Let Node exit even though the loop is still running. */
+  unref(): LoopPromise;
+}
+
+const ERANGE = 34;
+const EBADF = 9;
+
+/** The backends compiled in on this platform, most scalable first ('auto' excluded). */
+export function availableBackends(): string[] {
+  return native.availableBackends();
+}
+
+function chooseBackend(options: LoopOptions): string {
+  const requested = options.backend ?? (options.usePoll === true ? 'poll' : 'select');
+  const available = availableBackends();
+  if (requested === 'auto') return available[0] ?? 'select';
+  if (typeof requested !== 'string' || !available.includes(requested)) {
+    throw new Error(
+      `backend ${JSON.stringify(requested)} is not available here; available: ${available.join(', ')}`,
+    );
+  }
+  return requested;
+}
+
+/** Seconds (float) to the milliseconds the native wait takes; Infinity waits forever. */
+function timeoutMs(seconds: number | undefined): number {
+  const value = seconds ?? 30;
+  if (typeof value !== 'number' || Number.isNaN(value) || value < 0) {
+    throw new RangeError(`timeout must be a number of seconds >= 0 (got ${String(value)})`);
+  }
+  return value === Infinity ? -1 : Math.ceil(value * 1000);
+}
+
+function checkCount(count: number | undefined): void {
+  if (count !== undefined && (typeof count !== 'number' || !Number.isInteger(count))) {
+    throw new TypeError(`count must be an integer (got ${String(count)})`);
+  }
+}
+
+// --- Python's per-event helpers ----------------------------------------------------------
+
+/**
+ * Where an exception from a handler goes: ExitNow leaves the loop, EAGAIN is a spurious
+ * wake-up, a disconnect closes the channel, anything else goes to handleError.
+ */
+function handlerFailed(obj: Dispatcher, err: unknown): void {
+  if (err instanceof ExitNow) throw err;
+  if (isWouldBlock(err)) return;
+  if (isDisconnect(err)) obj.handleClose();
+  else obj.handleError(err);
+}
+
+export function read(obj: Dispatcher): void {
+  try {
+    obj.handleReadEvent();
+  } catch (err) {
+    handlerFailed(obj, err);
+  }
+}
+
+export function write(obj: Dispatcher): void {
+  try {
+    obj.handleWriteEvent();
+  } catch (err) {
+    handlerFailed(obj, err);
+  }
+}
+
+function exception(obj: Dispatcher): void {
+  try {
+    obj.handleExptEvent();
+  } catch (err) {
+    handlerFailed(obj, err);
+  }
+}
+
+/** Python's readwrite(): the events of one poll()-style result, in Python's order. */
+export function readwrite(obj: Dispatcher, flags: number): void {
+  try {
+    if (flags & POLLIN) obj.handleReadEvent();
+    if (flags & POLLOUT) obj.handleWriteEvent();
+    if (flags & POLLPRI) obj.handleExptEvent();
+    if (flags & (POLLHUP | POLLERR | POLLNVAL)) obj.handleClose();
+  } catch (err) {
+    handlerFailed(obj, err);
+  }
+}
+
+// --- The poller: one map's interest, kept in a backend ------------------------------------
+
+/** What the poller needs of a native reactor; NativeReactor and NativeThreadLoop both fit. */
+interface InterestSink {
+  setInterest(fd: number, mask: number): number;
+}
+
+interface Watch {
+  owner: Dispatcher;
+  mask: number;
+}
+
+class Poller implements MapWatcher {
+  readonly backend: string;
+  /** select's semantics (three passes: reads, writes, exceptions) or poll's (readwrite per fd). */
+  readonly #selectStyle: boolean;
+  readonly #sink: InterestSink;
+  readonly #watches = new Map<number, Watch>();
+  #watchedCount = 0;
+  /** [fd, events] pairs of the last wait. */
+  ready = new Int32Array(256);
+  #owners: (Dispatcher | undefined)[] = [];
+  #traceLists: { read: number[]; write: number[]; except: number[] } | null = null;
+
+  /** Whether the sink may be touched now (always for loopSync; in the JS turn for loop()). */
+  inTurn = true;
+  /** Set by forget() outside the turn: the wait may report EBADF for the closed fd. */
+  forgotOutsideTurn = false;
+  /** Called when interest changes outside the turn (loop() wakes its thread). */
+  onChangeOutsideTurn: (() => void) | null = null;
+
+  constructor(backend: string, sink: InterestSink) {
+    this.backend = backend;
+    this.#selectStyle = backend === 'select';
+    this.#sink = sink;
+  }
+
+  /** Step 1: ask every dispatcher, and send the kernel only what changed. */
+  updateInterest(map: SocketMap, tracing: boolean): void {
+    const lists = tracing ? { read: [] as number[], write: [] as number[], except: [] as number[] } : null;
+    this.#traceLists = lists;
+    let visited = 0;
+    for (const [fd, obj] of map) {
+      visited++;
+      const r = obj.readable();
+      const w = obj.writable();
+      // Listening sockets are never polled for writing.
+      const out = w && !obj.accepting;
+      const mask = this.#selectStyle
+        ? (r ? POLLIN : 0) | (out ? POLLOUT : 0) | (r || w ? POLLPRI : 0)
+        : (r ? POLLIN | POLLPRI : 0) | (out ? POLLOUT : 0);
+      if (lists !== null) {
+        if (mask & POLLIN) lists.read.push(fd);
+        if (mask & POLLOUT) lists.write.push(fd);
+        if (mask & POLLPRI) lists.except.push(fd);
+      }
+      const watched = this.#watches.get(fd);
+      if (watched === undefined) {
+        this.#apply(fd, 0, mask);
+        this.#watches.set(fd, { owner: obj, mask });
+      } else if (watched.owner !== obj) {
+        // Another dispatcher took this fd number: start the kernel's view afresh.
+        this.#apply(fd, watched.mask, 0);
+        this.#apply(fd, 0, mask);
+        watched.owner = obj;
+        watched.mask = mask;
+      } else if (watched.mask !== mask) {
+        this.#apply(fd, watched.mask, mask);
+        watched.mask = mask;
+      }
+    }
+    // Dispatchers removed from the map behind our back (map.delete) are dropped here.
+    if (this.#watches.size > visited) {
+      for (const [fd, watched] of this.#watches) {
+        if (map.get(fd) !== watched.owner) {
+          this.#apply(fd, watched.mask, 0);
+          this.#watches.delete(fd);
+        }
+      }
+    }
+    // Room for every watched fd, so one wait reports all of them.
+    if (this.ready.length < 2 * this.#watchedCount) {
+      this.ready = new Int32Array(Math.max(2 * this.#watchedCount, 2 * this.ready.length));
+    }
+  }
+
+  #apply(fd: number, oldMask: number, mask: number): void {
+    if (oldMask === mask) return;
+    const status = this.#sink.setInterest(fd, mask);
+    if (status < 0) {
+      if (status === -ERANGE) {
+        throw new RangeError(
+          `fd ${fd} is beyond what ${this.backend}() can watch (FD_SETSIZE is ${native.constants.FD_SETSIZE}); ` +
+            `use backend 'poll' or 'epoll'`,
+        );
+      }
+      // EBADF from epoll_ctl: the fd was closed but its dispatcher is still in the map.
+      throw errnoError(status, this.backend === 'epoll' ? 'epoll_ctl' : this.backend, `fd ${fd}`);
+    }
+    if (oldMask === 0) this.#watchedCount++;
+    else if (mask === 0) this.#watchedCount--;
+  }
+
+  /** Step 3: dispatch the `count` ready fds in this.ready. */
+  dispatch(count: number, map: SocketMap): void {
+    const ready = this.ready;
+    // Look every dispatcher up before any handler runs, and skip one that is no longer the
+    // owner of its fd when its turn comes: a handler may close another channel, and a new
+    // one may get the same fd number within this batch (bpo-30931).
+    const owners = this.#owners;
+    for (let i = 0; i < count; i++) owners[i] = map.get(ready[2 * i] as number);
+    if (this.#selectStyle) {
+      this.#pass(count, map, POLLIN, read);
+      this.#pass(count, map, POLLOUT, write);
+      this.#pass(count, map, POLLPRI, exception);
+    } else {
+      for (let i = 0; i < count; i++) {
+        const obj = owners[i];
+        const fd = ready[2 * i] as number;
+        if (obj !== undefined && map.get(fd) === obj) readwrite(obj, ready[2 * i + 1] as number);
+      }
+    }
+    owners.fill(undefined, 0, count);
+  }
+
+  #pass(count: number, map: SocketMap, bit: number, handle: (obj: Dispatcher) => void): void {
+    const ready = this.ready;
+    const owners = this.#owners;
+    for (let i = 0; i < count; i++) {
+      if (((ready[2 * i + 1] as number) & bit) === 0) continue;
+      const obj = owners[i];
+      if (obj !== undefined && map.get(ready[2 * i] as number) === obj) handle(obj);
+    }
+  }
+
+  trace(iteration: number, count: number, waitMs: number, dispatchMs: number): IterationTrace {
+    const lists = this.#traceLists ?? { read: [], write: [], except: [] };
+    const ready: { fd: number; events: number }[] = [];
+    for (let i = 0; i < count; i++) {
+      ready.push({ fd: this.ready[2 * i] as number, events: this.ready[2 * i + 1] as number });
+    }
+    return { iteration, backend: this.backend, ...lists, ready, waitMs, dispatchMs };
+  }
+
+  // MapWatcher: called by dispatchers of the map.
+
+  forget(fd: number, dispatcher: Dispatcher): void {
+    const watched = this.#watches.get(fd);
+    if (watched === undefined || watched.owner !== dispatcher) return;
+    if (this.inTurn) {
+      this.#apply(fd, watched.mask, 0);
+      this.#watches.delete(fd);
+    } else {
+      // The native thread is waiting on this set: the next turn's sweep drops the fd.
+      this.forgotOutsideTurn = true;
+      this.onChangeOutsideTurn?.();
+    }
+  }
+
+  interestChanged(): void {
+    if (!this.inTurn) this.onChangeOutsideTurn?.();
+  }
+}
+
+// --- Which maps are being polled ---------------------------------------------------------
+
+const busyMaps = new WeakSet<SocketMap>();
+
+function claim(map: SocketMap): void {
+  if (busyMaps.has(map)) {
+    throw new Error('this map is already being polled by another loop(), loopSync() or poll() call');
+  }
+  busyMaps.add(map);
+}
+
+function release(map: SocketMap): void {
+  busyMaps.delete(map);
+}
+
+// loopSync/poll/poll2 keep one reactor per map between calls, so a second call finds the
+// interest set already in the kernel.
+interface SyncState {
+  poller: Poller;
+  reactor: NativeReactor;
+}
+
+const syncStates = new WeakMap<SocketMap, SyncState>();
+
+function syncStateFor(map: SocketMap, backend: string): SyncState {
+  const existing = syncStates.get(map);
+  if (existing !== undefined && existing.poller.backend === backend) return existing;
+  if (existing !== undefined) dropSyncState(map);
+  const reactor = createReactor(backend);
+  const state = { poller: new Poller(backend, reactor), reactor };
+  syncStates.set(map, state);
+  watch(map, state.poller);
+  return state;
+}
+
+function dropSyncState(map: SocketMap): void {
+  const state = syncStates.get(map);
+  if (state === undefined) return;
+  syncStates.delete(map);
+  unwatch(map, state.poller);
+  state.reactor.close();
+}
+
+function createReactor(backend: string): NativeReactor {
+  try {
+    return new native.Reactor(backend);
+  } catch (err) {
+    throw nativeCreateError(err, backend);
+  }
+}
+
+function nativeCreateError(err: unknown, backend: string): unknown {
+  const errno = (err as { errno?: unknown }).errno;
+  return typeof errno === 'number' && errno > 0 ? errnoError(-errno, backend === 'epoll' ? 'epoll_create1' : backend) : err;
+}
+
+/** The wait for one iteration: the loop's timeout, or sooner if a timer is due. */
+function waitMs(map: SocketMap, loopTimeoutMs: number): number {
+  const untilTimer = schedulerOf(map)?.msUntilNext();
+  if (untilTimer === undefined) return loopTimeoutMs;
+  const timerMs = Math.ceil(untilTimer);
+  return loopTimeoutMs < 0 ? timerMs : Math.min(loopTimeoutMs, timerMs);
+}
+
+/** One synchronous iteration of the three steps. */
+function iterateSync(
+  state: SyncState,
+  map: SocketMap,
+  loopTimeoutMs: number,
+  iteration: number,
+  trace: ((it: IterationTrace) => void) | undefined,
+): void {
+  const { poller, reactor } = state;
+  poller.updateInterest(map, trace !== undefined);
+  const started = performance.now();
+  const count = reactor.poll(waitMs(map, loopTimeoutMs), poller.ready);
+  if (count < 0) throw errnoError(count, state.poller.backend);
+  const waited = performance.now();
+  poller.dispatch(count, map);
+  schedulerOf(map)?.runDue();
+  if (trace !== undefined) trace(poller.trace(iteration, count, waited - started, performance.now() - waited));
+}
+
+// --- The public loops ----------------------------------------------------------------------
+
+/** Python's asyncore.loop(): polls on the calling thread until the map is empty or `count` iterations ran. */
+export function loopSync(options: LoopOptions = {}): void {
+  const map = options.map ?? socketMap;
+  const loopTimeoutMs = timeoutMs(options.timeout);
+  const backend = chooseBackend(options);
+  checkCount(options.count);
+  claim(map);
+  try {
+    const state = syncStateFor(map, backend);
+    for (let n = 0; map.size > 0 && (options.count === undefined || n < options.count); n++) {
+      iterateSync(state, map, loopTimeoutMs, n, options.trace);
+    }
+  } finally {
+    release(map);
+  }
+}
+
+function pollOnce(timeout: number, map: SocketMap | undefined, backend: string): void {
+  const target = map ?? socketMap;
+  const loopTimeoutMs = timeoutMs(timeout);
+  if (target.size === 0) return;
+  claim(target);
+  try {
+    iterateSync(syncStateFor(target, backend), target, loopTimeoutMs, 0, undefined);
+  } finally {
+    release(target);
+  }
+}
+
+/** Python's asyncore.poll(): one select() iteration. */
+export function poll(timeout = 0, map?: SocketMap): void {
+  pollOnce(timeout, map, 'select');
+}
+
+/** Python's asyncore.poll2(): one poll() iteration. */
+export function poll2(timeout = 0, map?: SocketMap): void {
+  pollOnce(timeout, map, 'poll');
+}
+
+/**
+ * The loop on a native thread: the wait happens off the JS thread, ready events come back
+ * as one batch per iteration, and Node's timers, promises and I/O keep running meanwhile.
+ * Resolves when the map is empty or `count` iterations ran; rejects with what a handler
+ * threw past handleError (ExitNow included).
+ */
+export function loop(options: LoopOptions = {}): LoopPromise {
+  const map = options.map ?? socketMap;
+  const loopTimeoutMs = timeoutMs(options.timeout);
+  const backend = chooseBackend(options);
+  checkCount(options.count);
+  const { count, trace } = options;
+
+  let resolve: () => void = () => undefined;
+  let reject: (err: unknown) => void = () => undefined;
+  const promise = new Promise<void>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  }) as LoopPromise;
+
+  if (map.size === 0 || (count !== undefined && count <= 0)) {
+    resolve();
+    return withRef(promise, null);
+  }
+  claim(map);
+  // The sync reactor of this map would miss what happens while the thread polls.
+  dropSyncState(map);
+
+  let thread: NativeThreadLoop;
+  try {
+    thread = new native.ThreadLoop(backend, onBatch);
+  } catch (err) {
+    release(map);
+    throw nativeCreateError(err, backend);
+  }
+  const poller = new Poller(backend, thread);
+  poller.onChangeOutsideTurn = () => thread.wake();
+  watch(map, poller);
+  let iteration = 0;
+  let done = false;
+
+  function startWait(): void {
+    poller.updateInterest(map, trace !== undefined);
+    poller.inTurn = false;
+    poller.forgotOutsideTurn = false;
+    thread.resume(waitMs(map, loopTimeoutMs));
+  }
+
+  function finish(err?: unknown): void {
+    if (done) return;
+    done = true;
+    thread.stop();
+    unwatch(map, poller);
+    release(map);
+    if (err === undefined) resolve();
+    else reject(err);
+  }
+
+  function onBatch(result: number, waited: number, woken: boolean): void {
+    if (done) return;
+    poller.inTurn = true;
+    try {
+      let count_ = 0;
+      if (result < 0) {
+        // A dispatcher closed its fd while select()/poll() watched it: not an error.
+        if (!(result === -EBADF && poller.forgotOutsideTurn)) throw errnoError(result, backend);
+      } else if (result > 0) {
+        count_ = thread.takeReady(poller.ready);
+      }
+      const started = performance.now();
+      poller.dispatch(count_, map);
+      schedulerOf(map)?.runDue();
+      // A wake-up with nothing ready is the bridge's business, not an iteration.
+      if (count_ > 0 || !woken) {
+        if (trace !== undefined) trace(poller.trace(iteration, count_, waited, performance.now() - started));
+        iteration++;
+      }
+      if (map.size === 0 || (count !== undefined && iteration >= count)) finish();
+      else startWait();
+    } catch (err) {
+      finish(err);
+    }
+  }
+
+  try {
+    startWait();
+  } catch (err) {
+    finish(err);
+  }
+  return withRef(promise, thread);
+}
+
+function withRef(promise: LoopPromise, thread: NativeThreadLoop | null): LoopPromise {
+  promise.ref = () => {
+    thread?.ref();
+    return promise;
+  };
+  promise.unref = () => {
+    thread?.unref();
+    return promise;
+  };
+  return promise;
+}
+
+/** Closes every dispatcher of the map and empties it. */
+export function closeAll(map: SocketMap = socketMap, ignoreAll = false): void {
+  for (const obj of [...map.values()]) {
+    try {
+      obj.close();
+    } catch (err) {
+      if (err instanceof ExitNow) throw err;
+      if (err instanceof SocketError && err.code === 'EBADF') continue;
+      if (!ignoreAll) throw err;
+    }
+  }
+  map.clear();
+}

@@ -1,0 +1,298 @@
+// Socket: a thin wrapper over one raw non-blocking fd, shaped like Python's socket object.
+// Every method is one system call; a failure throws SocketError, and on a non-blocking
+// socket a call that would block throws SocketError('EAGAIN'), as in Python.
+import { isIP } from 'node:net';
+
+import { type Address, native } from './binding.js';
+import { AF_INET, AF_INET6, AF_UNIX, SOCK_STREAM } from './constants.js';
+import { SocketError, check, errnoError } from './errors.js';
+
+export type { Address } from './binding.js';
+
+const EBADF = 9;
+
+// Set while Socket.#adopt builds an instance around an fd that already exists.
+let adoptedFd: number | null = null;
+
+// glibc's getaddrinfo() codes, by the names Node uses for them.
+const GAI_CODES: ReadonlyMap<number, string> = new Map([
+  [-2, 'ENOTFOUND'], // EAI_NONAME
+  [-5, 'ENOTFOUND'], // EAI_NODATA
+  [-3, 'EAI_AGAIN'],
+  [-4, 'EAI_FAIL'],
+  [-6, 'EAI_FAMILY'],
+  [-8, 'EAI_SERVICE'],
+  [-9, 'EAI_ADDRFAMILY'],
+  [-10, 'EAI_MEMORY'],
+  [-11, 'EAI_SYSTEM'],
+]);
+
+// One receive buffer shared by every socket: recv() reads into it and copies out only the
+// bytes that arrived, so a recv(65536) that gets 64 bytes costs 64 bytes of memory.
+let scratch = Buffer.allocUnsafe(65536);
+
+function scratchFor(n: number): Buffer {
+  if (scratch.length < n) scratch = Buffer.allocUnsafe(Math.max(n, scratch.length * 2));
+  return scratch;
+}
+
+/** The bytes to send: strings are sent as UTF-8. */
+export function toBytes(data: Uint8Array | string): Uint8Array {
+  if (typeof data === 'string') return Buffer.from(data, 'utf8');
+  if (data instanceof Uint8Array) return data;
+  throw new TypeError(`data must be a Uint8Array, Buffer or string, not ${describe(data)}`);
+}
+
+export function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  return typeof value === 'object' ? (value.constructor?.name ?? 'object') : typeof value;
+}
+
+function checkSize(n: unknown, what: string): number {
+  if (typeof n !== 'number' || !Number.isInteger(n)) {
+    throw new TypeError(`${what} must be an integer, not ${describe(n)}`);
+  }
+  if (n < 0) throw new RangeError(`${what} must not be negative (got ${n})`);
+  return n;
+}
+
+function checkInt(n: unknown, what: string): number {
+  if (typeof n !== 'number' || !Number.isInteger(n)) {
+    throw new TypeError(`${what} must be an integer, not ${describe(n)}`);
+  }
+  return n;
+}
+
+/** A copy of the first n bytes of the scratch buffer. */
+function takeScratch(n: number): Buffer {
+  const out = Buffer.allocUnsafe(n);
+  scratch.copy(out, 0, 0, n);
+  return out;
+}
+
+/** The family of an address as the kernel returns it. */
+function familyOf(address: Address): number {
+  if (typeof address === 'string') return AF_UNIX;
+  return address[0].includes(':') ? AF_INET6 : AF_INET;
+}
+
+export function formatAddress(address: Address | null | undefined): string {
+  if (address === null || address === undefined) return 'None';
+  if (typeof address === 'string') return address === '' ? "''" : address;
+  return address[0].includes(':') ? `[${address[0]}]:${address[1]}` : `${address[0]}:${address[1]}`;
+}
+
+export class Socket {
+  readonly family: number;
+  readonly type: number;
+  #fd: number;
+  #blocking = false;
+
+  constructor(family: number = AF_INET, type: number = SOCK_STREAM) {
+    checkInt(family, 'family');
+    checkInt(type, 'type');
+    this.#fd = adoptedFd ?? check(native.socket(family, type), 'socket');
+    this.family = family;
+    this.type = type;
+  }
+
+  /** Wraps an fd that is already open (accept, socketpair, fromFd). */
+  static #adopt(fd: number, family: number, type: number): Socket {
+    adoptedFd = fd;
+    try {
+      return new Socket(family, type);
+    } finally {
+      adoptedFd = null;
+    }
+  }
+
+  /** Adopts an open socket fd (it is made non-blocking). Family and type are asked of the kernel when omitted. */
+  static fromFd(fd: number, family?: number, type?: number): Socket {
+    checkSize(fd, 'fd');
+    const [typeStatus, kernelType] = native.getsockopt(fd, native.constants.SOL_SOCKET, native.constants.SO_TYPE);
+    check(typeStatus, 'getsockopt');
+    let kernelFamily = family;
+    if (kernelFamily === undefined) {
+      const name = native.getsockname(fd);
+      if (typeof name === 'number') throw errnoError(name, 'getsockname');
+      kernelFamily = familyOf(name);
+    }
+    check(native.setNonBlocking(fd, true), 'fcntl');
+    return Socket.#adopt(fd, kernelFamily, type ?? kernelType);
+  }
+
+  /** The fd, or -1 once closed (as Python's socket.fileno()). */
+  fileno(): number {
+    return this.#fd;
+  }
+
+  get closed(): boolean {
+    return this.#fd < 0;
+  }
+
+  #open(syscall: string): number {
+    if (this.#fd < 0) throw errnoError(-EBADF, syscall, 'on a closed socket');
+    return this.#fd;
+  }
+
+  setBlocking(flag: boolean): void {
+    check(native.setNonBlocking(this.#open('fcntl'), !flag), 'fcntl');
+    this.#blocking = Boolean(flag);
+  }
+
+  getBlocking(): boolean {
+    return this.#blocking;
+  }
+
+  bind(address: Address): void {
+    const fd = this.#open('bind');
+    const target = this.#resolve(address);
+    check(native.bind(fd, target), 'bind', formatAddress(target));
+  }
+
+  listen(backlog = 128): void {
+    check(native.listen(this.#open('listen'), checkSize(backlog, 'backlog')), 'listen');
+  }
+
+  /** Throws on failure; on a non-blocking socket EINPROGRESS is thrown too (use connectEx). */
+  connect(address: Address): void {
+    const fd = this.#open('connect');
+    const target = this.#resolve(address);
+    check(native.connect(fd, target), 'connect', formatAddress(target));
+  }
+
+  /** Like Python's connect_ex: 0 or the errno (EINPROGRESS for a non-blocking connect). */
+  connectEx(address: Address): number {
+    const fd = this.#open('connect');
+    const result = native.connect(fd, this.#resolve(address));
+    return result < 0 ? -result : 0;
+  }
+
+  accept(): [Socket, Address] {
+    const result = native.accept(this.#open('accept'));
+    if (typeof result === 'number') throw errnoError(result, 'accept');
+    const [fd, peer] = result;
+    return [Socket.#adopt(fd, this.family, this.type), peer];
+  }
+
+  send(data: Uint8Array | string, flags = 0): number {
+    const fd = this.#open('send');
+    return check(native.send(fd, toBytes(data), checkInt(flags, 'flags')), 'send');
+  }
+
+  /** Up to n bytes; an empty Buffer means the peer closed its side (EOF). */
+  recv(n: number, flags = 0): Buffer {
+    const fd = this.#open('recv');
+    const size = checkSize(n, 'recv size');
+    const got = check(native.recvInto(fd, scratchFor(size), size, checkInt(flags, 'flags')), 'recv');
+    return takeScratch(got);
+  }
+
+  /** Receives into `buffer` without allocating; returns the byte count (0 at EOF). */
+  recvInto(buffer: Uint8Array, n: number = buffer.length, flags = 0): number {
+    const fd = this.#open('recv');
+    if (!(buffer instanceof Uint8Array)) throw new TypeError('buffer must be a Uint8Array');
+    return check(native.recvInto(fd, buffer, Math.min(checkSize(n, 'recv size'), buffer.length), flags), 'recv');
+  }
+
+  sendto(data: Uint8Array | string, address: Address): number {
+    const fd = this.#open('sendto');
+    const target = this.#resolve(address);
+    return check(native.sendto(fd, toBytes(data), 0, target), 'sendto', formatAddress(target));
+  }
+
+  recvfrom(n: number, flags = 0): [Buffer, Address] {
+    const fd = this.#open('recvfrom');
+    const size = checkSize(n, 'recv size');
+    const result = native.recvfromInto(fd, scratchFor(size), size, checkInt(flags, 'flags'));
+    if (typeof result === 'number') throw errnoError(result, 'recvfrom');
+    return [takeScratch(result[0]), result[1] ?? ''];
+  }
+
+  shutdown(how: number): void {
+    check(native.shutdown(this.#open('shutdown'), checkInt(how, 'how')), 'shutdown');
+  }
+
+  /** Closes the fd; closing twice does nothing. */
+  close(): void {
+    const fd = this.#fd;
+    if (fd < 0) return;
+    this.#fd = -1;
+    check(native.close(fd), 'close');
+  }
+
+  getsockname(): Address {
+    const result = native.getsockname(this.#open('getsockname'));
+    if (typeof result === 'number') throw errnoError(result, 'getsockname');
+    return result;
+  }
+
+  getpeername(): Address {
+    const result = native.getpeername(this.#open('getpeername'));
+    if (typeof result === 'number') throw errnoError(result, 'getpeername');
+    return result;
+  }
+
+  setsockopt(level: number, option: number, value: number | boolean): void {
+    const fd = this.#open('setsockopt');
+    const numeric = typeof value === 'boolean' ? Number(value) : checkInt(value, 'value');
+    check(native.setsockopt(fd, checkInt(level, 'level'), checkInt(option, 'option'), numeric), 'setsockopt');
+  }
+
+  getsockopt(level: number, option: number): number {
+    const fd = this.#open('getsockopt');
+    const [status, value] = native.getsockopt(fd, checkInt(level, 'level'), checkInt(option, 'option'));
+    check(status, 'getsockopt');
+    return value;
+  }
+
+  toString(): string {
+    return `<Socket fd=${this.#fd} family=${this.family} type=${this.type}>`;
+  }
+
+  /** Validates an address for this socket's family and resolves a host name, as Python does. */
+  #resolve(address: Address): Address {
+    return resolveAddress(this.family, this.type, address);
+  }
+}
+
+/** Checks an address for a family and resolves its host to a numeric one (getaddrinfo). */
+export function resolveAddress(family: number, type: number, address: Address): Address {
+  if (family === AF_UNIX) {
+    if (typeof address !== 'string') {
+      throw new TypeError(`an AF_UNIX address must be a path string, not ${describe(address)}`);
+    }
+    return address;
+  }
+  if (!Array.isArray(address) || address.length !== 2) {
+    throw new TypeError(`an AF_INET/AF_INET6 address must be [host, port], not ${describe(address)}`);
+  }
+  const [host, port] = address as readonly unknown[];
+  if (typeof host !== 'string') throw new TypeError(`host must be a string, not ${describe(host)}`);
+  if (typeof port !== 'number' || !Number.isInteger(port)) {
+    throw new TypeError(`port must be an integer, not ${describe(port)}`);
+  }
+  if (port < 0 || port > 65535) throw new RangeError(`port must be 0-65535 (got ${port})`);
+  if (host === '') return [family === AF_INET6 ? '::' : '0.0.0.0', port];
+  const literal = isIP(host.split('%')[0] ?? host);
+  if ((literal === 4 && family === AF_INET) || (literal === 6 && family === AF_INET6)) return [host, port];
+  const resolved = native.resolve(family, type, host, port);
+  if (typeof resolved !== 'string') {
+    const code = GAI_CODES.get(resolved.gaiCode) ?? `EAI_${-resolved.gaiCode}`;
+    throw new SocketError(
+      `getaddrinfo ${code} ${host}: ${resolved.message}`,
+      code,
+      resolved.errno !== 0 ? resolved.errno : -resolved.gaiCode,
+      'getaddrinfo',
+    );
+  }
+  return [resolved, port];
+}
+
+/** Two connected sockets (non-blocking, close-on-exec). */
+export function socketpair(family: number = AF_UNIX, type: number = SOCK_STREAM): [Socket, Socket] {
+  const result = native.socketpair(checkInt(family, 'family'), checkInt(type, 'type'));
+  if (typeof result === 'number') throw errnoError(result, 'socketpair');
+  return [Socket.fromFd(result[0], family, type), Socket.fromFd(result[1], family, type)];
+}

@@ -1,0 +1,187 @@
+// callLater: timers that run inside the loop polling a map, as pyftpdlib's ioloop has them.
+// A binary heap ordered by deadline; cancelled entries are dropped lazily when they reach
+// the top, and the heap is rebuilt when more than half of a large heap is cancelled.
+import { performance } from 'node:perf_hooks';
+
+import { type SocketMap, socketMap } from './dispatcher.js';
+import { ExitNow, compactTraceback } from './errors.js';
+import { watcherOf } from './watchers.js';
+
+export class ScheduledCall {
+  #deadline: number;
+  #cancelled = false;
+  readonly #delayMs: number;
+  readonly #fn: () => void;
+  readonly #scheduler: Scheduler;
+
+  /** @internal created by callLater() */
+  constructor(delayMs: number, fn: () => void, scheduler: Scheduler) {
+    this.#delayMs = delayMs;
+    this.#fn = fn;
+    this.#scheduler = scheduler;
+    this.#deadline = performance.now() + delayMs;
+  }
+
+  get cancelled(): boolean {
+    return this.#cancelled;
+  }
+
+  /** @internal monotonic milliseconds */
+  get deadline(): number {
+    return this.#deadline;
+  }
+
+  /** Cancels the call; it will not run. Cancelling twice does nothing. */
+  cancel(): void {
+    if (this.#cancelled) return;
+    this.#cancelled = true;
+    this.#scheduler.cancelled(this);
+  }
+
+  /** Starts the delay again from now (a cancelled call is scheduled anew). */
+  reset(): void {
+    this.#cancelled = false;
+    this.#deadline = performance.now() + this.#delayMs;
+    this.#scheduler.reschedule(this);
+  }
+
+  /** @internal */
+  run(): void {
+    this.#cancelled = true;
+    this.#fn();
+  }
+}
+
+export class Scheduler {
+  #heap: ScheduledCall[] = [];
+  #cancelledCount = 0;
+  readonly #map: SocketMap;
+
+  constructor(map: SocketMap) {
+    this.#map = map;
+  }
+
+  get size(): number {
+    return this.#heap.length - this.#cancelledCount;
+  }
+
+  add(call: ScheduledCall): void {
+    this.#push(call);
+    // A loop waiting on its native thread must wake if this deadline comes first.
+    watcherOf(this.#map)?.interestChanged();
+  }
+
+  cancelled(_call: ScheduledCall): void {
+    this.#cancelledCount++;
+    if (this.#heap.length > 512 && this.#cancelledCount * 2 > this.#heap.length) this.#rebuild();
+  }
+
+  reschedule(call: ScheduledCall): void {
+    // The old heap position is stale: rebuild without it and push it again.
+    const index = this.#heap.indexOf(call);
+    if (index >= 0) {
+      this.#heap.splice(index, 1);
+      this.#rebuild();
+    }
+    this.add(call);
+  }
+
+  /** Milliseconds until the next live deadline (0 if overdue), or undefined if none. */
+  msUntilNext(now = performance.now()): number | undefined {
+    this.#dropCancelledTop();
+    const top = this.#heap[0];
+    return top === undefined ? undefined : Math.max(0, top.deadline - now);
+  }
+
+  /** Runs every call that is due; an exception is logged, except ExitNow, which propagates. */
+  runDue(now = performance.now()): void {
+    for (;;) {
+      this.#dropCancelledTop();
+      const top = this.#heap[0];
+      if (top === undefined || top.deadline > now) return;
+      this.#pop();
+      try {
+        top.run();
+      } catch (err) {
+        if (err instanceof ExitNow) throw err;
+        const { info } = compactTraceback(err);
+        const text = err instanceof Error ? `${err.name}:${err.message}` : String(err);
+        process.stderr.write(`error: exception in callLater function (${text} ${info})\n`);
+      }
+    }
+  }
+
+  #dropCancelledTop(): void {
+    while (this.#heap[0]?.cancelled === true) {
+      this.#pop();
+      this.#cancelledCount--;
+    }
+  }
+
+  #rebuild(): void {
+    const live = this.#heap.filter((call) => !call.cancelled);
+    this.#heap = [];
+    this.#cancelledCount = 0;
+    for (const call of live) this.#push(call);
+  }
+
+  #push(call: ScheduledCall): void {
+    const heap = this.#heap;
+    heap.push(call);
+    let i = heap.length - 1;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      const p = heap[parent] as ScheduledCall;
+      if (p.deadline <= call.deadline) break;
+      heap[i] = p;
+      i = parent;
+    }
+    heap[i] = call;
+  }
+
+  #pop(): void {
+    const heap = this.#heap;
+    const last = heap.pop();
+    if (last === undefined || heap.length === 0) return;
+    let i = 0;
+    for (;;) {
+      const left = 2 * i + 1;
+      if (left >= heap.length) break;
+      const right = left + 1;
+      const l = heap[left] as ScheduledCall;
+      const r = heap[right];
+      const child = r !== undefined && r.deadline < l.deadline ? right : left;
+      const c = heap[child] as ScheduledCall;
+      if (c.deadline >= last.deadline) break;
+      heap[i] = c;
+      i = child;
+    }
+    heap[i] = last;
+  }
+}
+
+const schedulers = new WeakMap<SocketMap, Scheduler>();
+
+export function schedulerOf(map: SocketMap): Scheduler | undefined {
+  return schedulers.get(map);
+}
+
+/**
+ * Runs fn after `seconds` inside the loop that polls `map` (loopSync and loop() alike).
+ * The nearest deadline bounds the loop's wait. An exception from fn is logged and the loop
+ * goes on, except ExitNow, which leaves the loop.
+ */
+export function callLater(seconds: number, fn: () => void, map: SocketMap = socketMap): ScheduledCall {
+  if (typeof seconds !== 'number' || !Number.isFinite(seconds) || seconds < 0) {
+    throw new RangeError(`callLater delay must be a finite number of seconds >= 0 (got ${String(seconds)})`);
+  }
+  if (typeof fn !== 'function') throw new TypeError('callLater needs a function');
+  let scheduler = schedulers.get(map);
+  if (scheduler === undefined) {
+    scheduler = new Scheduler(map);
+    schedulers.set(map, scheduler);
+  }
+  const call = new ScheduledCall(seconds * 1000, fn, scheduler);
+  scheduler.add(call);
+  return call;
+}
