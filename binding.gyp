@@ -11,6 +11,7 @@
         "native/backend.cc",
         "native/backend_select.cc",
         "native/backend_poll.cc",
+        "native/signal_wakeup.cc",
         "native/socket.cc"
       ],
       "conditions": [

@@ -20,6 +20,7 @@
 
 #include "bridge.h"
 #include "reactor.h"
+#include "signal_wakeup.h"
 #include "socket.h"
 
 namespace aco {
@@ -261,6 +262,10 @@ Napi::Value JsStrerror(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), message);
 }
 
+Napi::Value JsSignalWakeupFd(const Napi::CallbackInfo& info) {
+  return Result(info.Env(), SignalWakeupFd(IntArg(info, 0, "signal")));
+}
+
 Napi::Value JsAvailableBackends(const Napi::CallbackInfo& info) {
   const auto& backends = AvailableBackends();
   Napi::Array names = Napi::Array::New(info.Env(), backends.size());
@@ -408,6 +413,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setsockopt", Napi::Function::New<JsSetSockOpt>(env, "setsockopt"));
   exports.Set("getsockopt", Napi::Function::New<JsGetSockOpt>(env, "getsockopt"));
   exports.Set("resolve", Napi::Function::New<JsResolve>(env, "resolve"));
+  exports.Set("signalWakeupFd", Napi::Function::New<JsSignalWakeupFd>(env, "signalWakeupFd"));
   exports.Set("strerror", Napi::Function::New<JsStrerror>(env, "strerror"));
   exports.Set("availableBackends",
               Napi::Function::New<JsAvailableBackends>(env, "availableBackends"));

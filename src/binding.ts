@@ -105,6 +105,8 @@ export interface NativeBinding {
   getsockopt(fd: number, level: number, option: number): [number, number];
   resolve(family: number, type: number, host: string, port: number): string | ResolveFailure;
   strerror(errno: number): string;
+  /** Routes a signal to a wake-up pipe as well (Python's set_wakeup_fd); its read end or -errno. */
+  signalWakeupFd(signal: number): number;
   availableBackends(): string[];
   Reactor: new (backend: string) => NativeReactor;
   ThreadLoop: new (backend: string, onBatch: BatchCallback) => NativeThreadLoop;
