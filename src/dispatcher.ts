@@ -21,11 +21,26 @@ export const socketMap: SocketMap = new Map();
 // connect_ex() results that mean "the connection is under way".
 const CONNECT_PENDING: ReadonlySet<string> = new Set(['EINPROGRESS', 'EALREADY', 'EAGAIN', 'EWOULDBLOCK']);
 
+// Predicates whose answers depend only on state this package tracks (connected, accepting,
+// outBuffer, a producer fifo). A dispatcher whose readable() and writable() are both listed
+// tells the loop when their answers may change (interestChanged), so the loop does not
+// have to ask it every iteration: an idle one costs nothing. Any other predicate is asked
+// every iteration, exactly as in Python.
+const builtInPredicates = new Set<unknown>();
+
+/** Marks the predicates of a class as built in (see above). For this package's own classes. */
+export function declareBuiltInPredicates(prototype: Dispatcher): void {
+  builtInPredicates.add(prototype.readable);
+  builtInPredicates.add(prototype.writable);
+}
+
+/** Whether the loop may skip asking this dispatcher's predicates while it is idle. */
+export function hasBuiltInPredicates(obj: Dispatcher): boolean {
+  return builtInPredicates.has(obj.readable) && builtInPredicates.has(obj.writable);
+}
+
 export class Dispatcher {
   debug = false;
-  connected = false;
-  accepting = false;
-  connecting = false;
   closing = false;
   addr: Address | null = null;
   socket: Socket | FileWrapper | null = null;
@@ -35,6 +50,37 @@ export class Dispatcher {
   protected _map: SocketMap;
   /** The fd it is registered under, or null. */
   protected _fileno: number | null = null;
+  #connected = false;
+  #accepting = false;
+  #connecting = false;
+
+  // State the built-in predicates read: a change tells the loop to ask them again.
+  get connected(): boolean {
+    return this.#connected;
+  }
+  set connected(value: boolean) {
+    if (this.#connected === value) return;
+    this.#connected = value;
+    this.interestChanged();
+  }
+
+  get accepting(): boolean {
+    return this.#accepting;
+  }
+  set accepting(value: boolean) {
+    if (this.#accepting === value) return;
+    this.#accepting = value;
+    this.interestChanged();
+  }
+
+  get connecting(): boolean {
+    return this.#connecting;
+  }
+  set connecting(value: boolean) {
+    if (this.#connecting === value) return;
+    this.#connecting = value;
+    this.interestChanged();
+  }
 
   constructor(sock?: Socket | null, map?: SocketMap) {
     this._map = map ?? socketMap;
@@ -92,11 +138,14 @@ export class Dispatcher {
 
   /**
    * Tells the loop polling the map that readable()/writable() may answer differently now.
-   * Call it from a subclass whose predicates depend on state that changes outside its own
-   * handlers (a timer, a promise): loop() then re-asks at once instead of after `timeout`.
+   * The package calls it for its own state (connected, accepting, outBuffer, ...). Call it
+   * from a subclass whose predicates depend on state that changes outside its handlers (a
+   * Node timer, a promise): loop() on its native thread then re-asks at once instead of
+   * after `timeout`.
    */
   interestChanged(map: SocketMap = this._map): void {
-    watcherOf(map)?.interestChanged(this);
+    // During construction the map is not assigned yet; addChannel() reports the channel.
+    if (map !== undefined) watcherOf(map)?.interestChanged(this);
   }
 
   // --- Socket methods ------------------------------------------------------------------------
@@ -126,7 +175,6 @@ export class Dispatcher {
   listen(backlog: number): void {
     this.accepting = true;
     this.#socket('listen').listen(backlog);
-    this.interestChanged();
   }
 
   bind(addr: Address): void {
@@ -137,7 +185,6 @@ export class Dispatcher {
   connect(address: Address): void {
     this.connected = false;
     this.connecting = true;
-    this.interestChanged();
     const err = this.#socket('connect').connectEx(address);
     const code = errnoName(err);
     if (CONNECT_PENDING.has(code)) {
@@ -258,7 +305,6 @@ export class Dispatcher {
     this.handleConnect();
     this.connected = true;
     this.connecting = false;
-    this.interestChanged();
   }
 
   handleWriteEvent(): void {
@@ -327,9 +373,23 @@ export class Dispatcher {
   }
 }
 
+declareBuiltInPredicates(Dispatcher.prototype);
+
+const EMPTY = Buffer.alloc(0);
+
 /** Python's dispatcher_with_send: send() buffers what the socket does not take at once. */
 export class DispatcherWithSend extends Dispatcher {
-  outBuffer: Buffer = Buffer.alloc(0);
+  #outBuffer: Buffer = EMPTY;
+
+  /** Bytes queued and not sent yet; writable() is true while it is not empty. */
+  get outBuffer(): Buffer {
+    return this.#outBuffer;
+  }
+  set outBuffer(value: Buffer) {
+    const wasEmpty = this.#outBuffer.length === 0;
+    this.#outBuffer = value;
+    if (wasEmpty !== (value.length === 0)) this.interestChanged();
+  }
 
   /** Sends as much of outBuffer as the socket takes now (64 KiB at most per call). */
   initiateSend(): void {
@@ -339,30 +399,27 @@ export class DispatcherWithSend extends Dispatcher {
 
   override handleWrite(): void {
     this.initiateSend();
-    if (this.outBuffer.length === 0) this.interestChanged();
   }
 
   override writable(): boolean {
     return !this.connected || this.outBuffer.length > 0;
   }
 
-  /** Queues data and sends what it can now; returns the number of bytes queued. */
+  /** Queues data and sends what it can now; returns the number of bytes accepted. */
   override send(data: Uint8Array | string): number {
     if (this.debug) this.logInfo(`sending ${String(data)}`);
     const bytes = toBytes(data);
-    const wasEmpty = this.outBuffer.length === 0;
-    if (wasEmpty) {
-      this.outBuffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-      this.initiateSend();
-      // Keep a copy of what is left, not a view of the caller's buffer, which it may reuse.
-      if (this.outBuffer.length > 0) {
-        this.outBuffer = Buffer.from(this.outBuffer);
-        this.interestChanged();
-      }
+    if (this.#outBuffer.length === 0) {
+      // Nothing queued: send straight from the caller's bytes and queue a copy of the rest
+      // (not a view: the caller may reuse its buffer).
+      const sent = super.send(bytes);
+      if (sent < bytes.length) this.outBuffer = Buffer.from(bytes.subarray(sent));
     } else {
-      this.outBuffer = Buffer.concat([this.outBuffer, bytes]);
+      this.outBuffer = Buffer.concat([this.#outBuffer, bytes]);
       this.initiateSend();
     }
     return bytes.length;
   }
 }
+
+declareBuiltInPredicates(DispatcherWithSend.prototype);

@@ -14,7 +14,7 @@ import { performance } from 'node:perf_hooks';
 
 import { type NativeReactor, type NativeThreadLoop, native } from './binding.js';
 import { POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT, POLLPRI } from './constants.js';
-import { type Dispatcher, type SocketMap, socketMap } from './dispatcher.js';
+import { type Dispatcher, type SocketMap, hasBuiltInPredicates, socketMap } from './dispatcher.js';
 import { ExitNow, SocketError, errnoError, isDisconnect, isWouldBlock } from './errors.js';
 import { schedulerOf } from './timers.js';
 import { type MapWatcher, unwatch, watch } from './watchers.js';
@@ -151,17 +151,33 @@ interface Watch {
   mask: number;
 }
 
+/**
+ * One map's interest, kept in a backend between iterations.
+ *
+ * Which dispatchers are asked readable()/writable() before a wait:
+ * - those with predicates of their own (overridden in a subclass): every iteration, as in
+ *   Python;
+ * - those with the package's built-in predicates (see hasBuiltInPredicates): only when
+ *   their answer may have changed, i.e. when they are new, handled an event in the last
+ *   iteration, or reported a change through interestChanged(). An idle one costs nothing:
+ *   no JS call, no system call, no scan.
+ * Only masks that changed reach the backend.
+ */
 class Poller implements MapWatcher {
   readonly backend: string;
   /** select's semantics (three passes: reads, writes, exceptions) or poll's (readwrite per fd). */
   readonly #selectStyle: boolean;
   readonly #sink: InterestSink;
   readonly #watches = new Map<number, Watch>();
+  /** Dispatchers with predicates of their own: asked every iteration. */
+  readonly #askedEveryIteration = new Set<Dispatcher>();
+  /** Dispatchers with built-in predicates whose answers may have changed. */
+  readonly #changed = new Set<Dispatcher>();
+  #scanEverything = true;
   #watchedCount = 0;
   /** [fd, events] pairs of the last wait. */
   ready = new Int32Array(256);
   #owners: (Dispatcher | undefined)[] = [];
-  #traceLists: { read: number[]; write: number[]; except: number[] } | null = null;
 
   /** Whether the sink may be touched now (always for loopSync; in the JS turn for loop()). */
   inTurn = true;
@@ -176,52 +192,68 @@ class Poller implements MapWatcher {
     this.#sink = sink;
   }
 
-  /** Step 1: ask every dispatcher, and send the kernel only what changed. */
-  updateInterest(map: SocketMap, tracing: boolean): void {
-    const lists = tracing ? { read: [] as number[], write: [] as number[], except: [] as number[] } : null;
-    this.#traceLists = lists;
-    let visited = 0;
-    for (const [fd, obj] of map) {
-      visited++;
-      const r = obj.readable();
-      const w = obj.writable();
-      // Listening sockets are never polled for writing.
-      const out = w && !obj.accepting;
-      const mask = this.#selectStyle
-        ? (r ? POLLIN : 0) | (out ? POLLOUT : 0) | (r || w ? POLLPRI : 0)
-        : (r ? POLLIN | POLLPRI : 0) | (out ? POLLOUT : 0);
-      if (lists !== null) {
-        if (mask & POLLIN) lists.read.push(fd);
-        if (mask & POLLOUT) lists.write.push(fd);
-        if (mask & POLLPRI) lists.except.push(fd);
-      }
-      const watched = this.#watches.get(fd);
-      if (watched === undefined) {
-        this.#apply(fd, 0, mask);
-        this.#watches.set(fd, { owner: obj, mask });
-      } else if (watched.owner !== obj) {
-        // Another dispatcher took this fd number: start the kernel's view afresh.
-        this.#apply(fd, watched.mask, 0);
-        this.#apply(fd, 0, mask);
-        watched.owner = obj;
-        watched.mask = mask;
-      } else if (watched.mask !== mask) {
-        this.#apply(fd, watched.mask, mask);
-        watched.mask = mask;
-      }
+  /** Step 1: ask the dispatchers that may answer differently, and tell the kernel what changed. */
+  updateInterest(map: SocketMap): void {
+    // A map changed behind our back (map.set / map.delete instead of addChannel/delChannel)
+    // shows up as a size mismatch: then everything is asked once, as Python always does.
+    if (this.#scanEverything || map.size !== this.#watches.size) {
+      this.#scanEverything = false;
+      this.#askedEveryIteration.clear();
+      for (const [fd, obj] of map) this.#refresh(fd, obj);
+      this.#sweep(map);
+    } else {
+      for (const obj of this.#askedEveryIteration) this.#refreshChannel(obj, map);
+      for (const obj of this.#changed) this.#refreshChannel(obj, map);
     }
-    // Dispatchers removed from the map behind our back (map.delete) are dropped here.
-    if (this.#watches.size > visited) {
-      for (const [fd, watched] of this.#watches) {
-        if (map.get(fd) !== watched.owner) {
-          this.#apply(fd, watched.mask, 0);
-          this.#watches.delete(fd);
-        }
-      }
-    }
+    this.#changed.clear();
     // Room for every watched fd, so one wait reports all of them.
     if (this.ready.length < 2 * this.#watchedCount) {
       this.ready = new Int32Array(Math.max(2 * this.#watchedCount, 2 * this.ready.length));
+    }
+  }
+
+  #refreshChannel(obj: Dispatcher, map: SocketMap): void {
+    const fd = obj.fileno();
+    if (fd !== null && map.get(fd) === obj) this.#refresh(fd, obj);
+  }
+
+  /** Asks one dispatcher (Python's semantics) and applies a changed mask. */
+  #refresh(fd: number, obj: Dispatcher): void {
+    const r = obj.readable();
+    const w = obj.writable();
+    // Listening sockets are never polled for writing.
+    const out = w && !obj.accepting;
+    const mask = this.#selectStyle
+      ? (r ? POLLIN : 0) | (out ? POLLOUT : 0) | (r || w ? POLLPRI : 0)
+      : (r ? POLLIN | POLLPRI : 0) | (out ? POLLOUT : 0);
+    if (!hasBuiltInPredicates(obj)) this.#askedEveryIteration.add(obj);
+    const watched = this.#watches.get(fd);
+    if (watched === undefined) {
+      this.#apply(fd, 0, mask);
+      this.#watches.set(fd, { owner: obj, mask });
+    } else if (watched.owner !== obj) {
+      // Another dispatcher took this fd number: start the kernel's view afresh.
+      this.#askedEveryIteration.delete(watched.owner);
+      this.#apply(fd, watched.mask, 0);
+      watched.mask = 0;
+      watched.owner = obj;
+      this.#apply(fd, 0, mask);
+      watched.mask = mask;
+    } else if (watched.mask !== mask) {
+      this.#apply(fd, watched.mask, mask);
+      watched.mask = mask;
+    }
+  }
+
+  /** Drops watches whose dispatcher left the map without telling us. */
+  #sweep(map: SocketMap): void {
+    if (this.#watches.size === map.size) return;
+    for (const [fd, watched] of this.#watches) {
+      if (map.get(fd) !== watched.owner) {
+        this.#apply(fd, watched.mask, 0);
+        this.#watches.delete(fd);
+        this.#askedEveryIteration.delete(watched.owner);
+      }
     }
   }
 
@@ -249,7 +281,12 @@ class Poller implements MapWatcher {
     // owner of its fd when its turn comes: a handler may close another channel, and a new
     // one may get the same fd number within this batch (bpo-30931).
     const owners = this.#owners;
-    for (let i = 0; i < count; i++) owners[i] = map.get(ready[2 * i] as number);
+    for (let i = 0; i < count; i++) {
+      const obj = map.get(ready[2 * i] as number);
+      owners[i] = obj;
+      // Its handlers may change what its built-in predicates answer: ask it next time.
+      if (obj !== undefined) this.#changed.add(obj);
+    }
     if (this.#selectStyle) {
       this.#pass(count, map, POLLIN, read);
       this.#pass(count, map, POLLOUT, write);
@@ -274,8 +311,24 @@ class Poller implements MapWatcher {
     }
   }
 
-  trace(iteration: number, count: number, waitMs: number, dispatchMs: number): IterationTrace {
-    const lists = this.#traceLists ?? { read: [], write: [], except: [] };
+  /** The interest the kernel holds: what this iteration asked of it. */
+  interestLists(): { read: number[]; write: number[]; except: number[] } {
+    const lists = { read: [] as number[], write: [] as number[], except: [] as number[] };
+    for (const [fd, { mask }] of this.#watches) {
+      if (mask & POLLIN) lists.read.push(fd);
+      if (mask & POLLOUT) lists.write.push(fd);
+      if (mask & POLLPRI) lists.except.push(fd);
+    }
+    return lists;
+  }
+
+  trace(
+    iteration: number,
+    lists: { read: number[]; write: number[]; except: number[] },
+    count: number,
+    waitMs: number,
+    dispatchMs: number,
+  ): IterationTrace {
     const ready: { fd: number; events: number }[] = [];
     for (let i = 0; i < count; i++) {
       ready.push({ fd: this.ready[2 * i] as number, events: this.ready[2 * i + 1] as number });
@@ -286,6 +339,8 @@ class Poller implements MapWatcher {
   // MapWatcher: called by dispatchers of the map.
 
   forget(fd: number, dispatcher: Dispatcher): void {
+    this.#changed.delete(dispatcher);
+    this.#askedEveryIteration.delete(dispatcher);
     const watched = this.#watches.get(fd);
     if (watched === undefined || watched.owner !== dispatcher) return;
     if (this.inTurn) {
@@ -298,7 +353,8 @@ class Poller implements MapWatcher {
     }
   }
 
-  interestChanged(): void {
+  interestChanged(dispatcher?: Dispatcher): void {
+    if (dispatcher !== undefined) this.#changed.add(dispatcher);
     if (!this.inTurn) this.onChangeOutsideTurn?.();
   }
 }
@@ -376,14 +432,17 @@ function iterateSync(
   trace: ((it: IterationTrace) => void) | undefined,
 ): void {
   const { poller, reactor } = state;
-  poller.updateInterest(map, trace !== undefined);
+  poller.updateInterest(map);
+  const lists = trace !== undefined ? poller.interestLists() : null;
   const started = performance.now();
   const count = reactor.poll(waitMs(map, loopTimeoutMs), poller.ready);
   if (count < 0) throw errnoError(count, state.poller.backend);
   const waited = performance.now();
   poller.dispatch(count, map);
   schedulerOf(map)?.runDue();
-  if (trace !== undefined) trace(poller.trace(iteration, count, waited - started, performance.now() - waited));
+  if (trace !== undefined && lists !== null) {
+    trace(poller.trace(iteration, lists, count, waited - started, performance.now() - waited));
+  }
 }
 
 // --- The public loops ----------------------------------------------------------------------
@@ -467,9 +526,11 @@ export function loop(options: LoopOptions = {}): LoopPromise {
   watch(map, poller);
   let iteration = 0;
   let done = false;
+  let lists: { read: number[]; write: number[]; except: number[] } | null = null;
 
   function startWait(): void {
-    poller.updateInterest(map, trace !== undefined);
+    poller.updateInterest(map);
+    if (trace !== undefined) lists = poller.interestLists();
     poller.inTurn = false;
     poller.forgotOutsideTurn = false;
     thread.resume(waitMs(map, loopTimeoutMs));
@@ -501,7 +562,9 @@ export function loop(options: LoopOptions = {}): LoopPromise {
       schedulerOf(map)?.runDue();
       // A wake-up with nothing ready is the bridge's business, not an iteration.
       if (count_ > 0 || !woken) {
-        if (trace !== undefined) trace(poller.trace(iteration, count_, waited, performance.now() - started));
+        if (trace !== undefined && lists !== null) {
+          trace(poller.trace(iteration, lists, count_, waited, performance.now() - started));
+        }
         iteration++;
       }
       if (map.size === 0 || (count !== undefined && iteration >= count)) finish();
