@@ -1,0 +1,385 @@
+#!/usr/bin/env node
+// asyncore-get: the classic asyncore HTTP client (the http_client example of Python's
+// asyncore documentation) as a tool.
+//
+//   asyncore-get URL [-o FILE] [-v] [--backend B] [--mode sync|thread] [--timeout S]
+//
+// One Dispatcher connects, sends `GET path HTTP/1.0`, and reads until the server closes.
+// The status line and headers are parsed line by line as they arrive; the body is written
+// out chunk by chunk, so a large download never sits in memory. Exit status: 0 for a 2xx
+// answer, 1 for any other answer or a failure (refused, unknown host, timeout), 2 for a
+// bad command line.
+import { closeSync, openSync, writeSync } from 'node:fs';
+import { constants } from 'node:os';
+import { parseArgs } from 'node:util';
+
+import {
+  AF_INET,
+  AF_INET6,
+  Dispatcher,
+  type LoopOptions,
+  SOL_SOCKET,
+  SO_ERROR,
+  type ScheduledCall,
+  Socket,
+  SocketError,
+  availableBackends,
+  callLater,
+  closeAll,
+  loop,
+  loopSync,
+} from '../index.js';
+import { SignalDispatcher } from '../signals.js';
+
+const USAGE = `usage: asyncore-get URL [options]
+
+  URL               an http:// URL (https and other schemes are not supported)
+  -o, --output FILE write the body to FILE instead of stdout
+  -v, --verbose     print the status line and the headers to stderr
+  --backend NAME    select | poll | epoll | auto (default auto)
+  --mode MODE       sync (loopSync on this thread) | thread (loop() on a native thread)
+                    (default sync)
+  --timeout S       give up after S seconds without any progress (default 30)
+  -h, --help        show this help`;
+
+/** A status line plus headers longer than this is not an HTTP server talking. */
+const MAX_HEAD_BYTES = 64 * 1024;
+const READ_CHUNK = 65536;
+
+const errnoNames = new Map(Object.entries(constants.errno).map(([name, number]) => [number, name]));
+
+function usageError(message: string): never {
+  process.stderr.write(`asyncore-get: ${message}\n\n${USAGE}\n`);
+  process.exit(2);
+}
+
+function describeError(err: unknown): string {
+  if (err instanceof SocketError) return err.code;
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** Where to connect and what to ask for, from an http:// URL. */
+interface Target {
+  host: string;
+  port: number;
+  /** The Host header: the host and, when not 80, the port, as the URL spells them. */
+  hostHeader: string;
+  path: string;
+}
+
+function parseTarget(text: string): Target {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    usageError(`not a URL: ${text}`);
+  }
+  if (url.protocol !== 'http:') {
+    usageError(`only http:// URLs are supported, not ${url.protocol}// (no TLS here)`);
+  }
+  // WHATWG URL keeps the brackets of an IPv6 literal: the socket wants the bare address.
+  const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+  return {
+    host,
+    port: url.port === '' ? 80 : Number(url.port),
+    hostHeader: url.host,
+    path: `${url.pathname || '/'}${url.search}`,
+  };
+}
+
+/**
+ * The status line and headers, parsed a line at a time as bytes arrive. feed() returns
+ * null until the blank line that ends the head has been seen, then the bytes after it
+ * (the start of the body).
+ */
+class ResponseHead {
+  statusLine = '';
+  status = 0;
+  reason = '';
+  readonly headers: [name: string, value: string][] = [];
+  #partial: Buffer = Buffer.alloc(0);
+  #size = 0;
+  #complete = false;
+
+  constructor(private readonly onLine: (line: string) => void) {}
+
+  get complete(): boolean {
+    return this.#complete;
+  }
+
+  feed(chunk: Buffer): Buffer | null {
+    let data = this.#partial.length > 0 ? Buffer.concat([this.#partial, chunk]) : chunk;
+    this.#partial = Buffer.alloc(0);
+    for (;;) {
+      const newline = data.indexOf(0x0a);
+      if (newline < 0) break;
+      const end = newline > 0 && data[newline - 1] === 0x0d ? newline - 1 : newline;
+      const line = data.subarray(0, end).toString('latin1');
+      this.#size += newline + 1;
+      data = data.subarray(newline + 1);
+      if (this.#takeLine(line)) {
+        this.#complete = true;
+        return data;
+      }
+    }
+    if (this.#size + data.length > MAX_HEAD_BYTES) {
+      throw new Error(`the response head is longer than ${MAX_HEAD_BYTES} bytes`);
+    }
+    // Copy: the rest of a line must not pin the (possibly large) chunk it came in.
+    this.#partial = Buffer.from(data);
+    return null;
+  }
+
+  /** Content-Length, or null when the server did not say (then EOF ends the body). */
+  contentLength(): number | null {
+    const header = this.headers.find(([name]) => name.toLowerCase() === 'content-length');
+    if (header === undefined) return null;
+    const length = Number(header[1]);
+    return Number.isSafeInteger(length) && length >= 0 ? length : null;
+  }
+
+  /** Returns true at the blank line that ends the head. */
+  #takeLine(line: string): boolean {
+    if (this.statusLine === '') {
+      const match = /^HTTP\/\d+(?:\.\d+)? (\d{3})(?: (.*))?$/.exec(line);
+      if (match === null) throw new Error(`not an HTTP status line: ${JSON.stringify(line.slice(0, 80))}`);
+      this.statusLine = line;
+      this.status = Number(match[1]);
+      this.reason = match[2] ?? '';
+      this.onLine(line);
+      return false;
+    }
+    if (line === '') return true;
+    const colon = line.indexOf(':');
+    if (colon > 0) this.headers.push([line.slice(0, colon).trim(), line.slice(colon + 1).trim()]);
+    this.onLine(line);
+    return false;
+  }
+}
+
+/** Where the body goes: stdout, or a file that is only created once a 2xx answer arrives. */
+class BodyOutput {
+  bytes = 0;
+  #fd: number | null = null;
+
+  constructor(private readonly path: string | null) {}
+
+  open(): void {
+    if (this.#fd === null) this.#fd = this.path === null ? 1 : openSync(this.path, 'w');
+  }
+
+  write(chunk: Uint8Array): void {
+    if (this.#fd === null) this.open();
+    const fd = this.#fd as number;
+    let offset = 0;
+    while (offset < chunk.length) {
+      try {
+        offset += writeSync(fd, chunk, offset);
+      } catch (err) {
+        // stdout is blocking unless whoever started us made it non-blocking; then wait for
+        // it in short naps instead of buffering a body of unknown size.
+        if ((err as { code?: unknown }).code !== 'EAGAIN') throw err;
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2);
+      }
+    }
+    this.bytes += chunk.length;
+  }
+
+  close(): void {
+    if (this.#fd !== null && this.#fd !== 1) closeSync(this.#fd);
+    this.#fd = null;
+  }
+}
+
+type Outcome = { ok: true } | { ok: false; message: string };
+
+/** The HTTP/1.0 client: connect, send the request, read until EOF. */
+class HttpGet extends Dispatcher {
+  outcome: Outcome | null = null;
+  readonly #target: Target;
+  readonly #head: ResponseHead;
+  readonly #output: BodyOutput;
+  #request: Buffer;
+  #idleTimer: ScheduledCall | null = null;
+
+  constructor(target: Target, output: BodyOutput, verbose: boolean, timeoutSeconds: number) {
+    super();
+    this.#target = target;
+    this.#output = output;
+    this.#head = new ResponseHead((line) => {
+      if (verbose) process.stderr.write(`${line}\n`);
+    });
+    this.#request = Buffer.from(
+      `GET ${target.path} HTTP/1.0\r\nHost: ${target.hostHeader}\r\nUser-Agent: asyncore-get\r\n` +
+        'Accept: */*\r\n\r\n',
+      'latin1',
+    );
+    this.createSocket(target.host.includes(':') ? AF_INET6 : AF_INET);
+    this.#idleTimer = callLater(timeoutSeconds, () =>
+      this.#finish({ ok: false, message: `timed out: no progress for ${timeoutSeconds} s` }),
+    );
+    this.connect([target.host, target.port]);
+  }
+
+  override writable(): boolean {
+    return this.#request.length > 0;
+  }
+
+  override handleConnect(): void {
+    this.#idleTimer?.reset();
+  }
+
+  override handleWrite(): void {
+    const sent = this.send(this.#request);
+    this.#request = this.#request.subarray(sent);
+    this.#idleTimer?.reset();
+  }
+
+  override handleRead(): void {
+    const data = this.recv(READ_CHUNK);
+    if (data.length === 0 || this.outcome !== null) return;
+    this.#idleTimer?.reset();
+    const body = this.#head.complete ? data : this.#head.feed(data);
+    if (body === null) return;
+    if (body !== data) {
+      // The head just ended: anything but a 2xx answer is a failure, and its body unwanted.
+      if (this.#head.status < 200 || this.#head.status > 299) {
+        this.#finish({ ok: false, message: `HTTP ${this.#head.status} ${this.#head.reason}`.trimEnd() });
+        return;
+      }
+      this.#output.open();
+    }
+    if (body.length > 0) this.#output.write(body);
+  }
+
+  /** The server closed the connection (or never accepted it). */
+  override handleClose(): void {
+    if (!this.connected) {
+      this.#finish({ ok: false, message: this.#connectFailure() });
+      return;
+    }
+    if (!this.#head.complete) {
+      this.#finish({ ok: false, message: 'the server closed the connection before a complete response head' });
+      return;
+    }
+    const expected = this.#head.contentLength();
+    if (expected !== null && this.#output.bytes !== expected) {
+      this.#finish({ ok: false, message: `the body ended after ${this.#output.bytes} of ${expected} bytes` });
+      return;
+    }
+    this.#finish({ ok: true });
+  }
+
+  override handleError(err: unknown): void {
+    const message = this.connected
+      ? describeError(err)
+      : `cannot connect to ${this.#where()}: ${describeError(err)}`;
+    this.#finish({ ok: false, message });
+  }
+
+  /** Ends the transfer with the first outcome; the loop ends once the map is empty. */
+  #finish(outcome: Outcome): void {
+    if (this.outcome === null) this.outcome = outcome;
+    this.#idleTimer?.cancel();
+    this.#idleTimer = null;
+    this.close();
+    closeAll();
+  }
+
+  #connectFailure(): string {
+    const sock = this.socket;
+    const errno = sock instanceof Socket && !sock.closed ? sock.getsockopt(SOL_SOCKET, SO_ERROR) : 0;
+    const reason = errno === 0 ? 'the connection closed' : (errnoNames.get(errno) ?? `errno ${errno}`);
+    return `cannot connect to ${this.#where()}: ${reason}`;
+  }
+
+  #where(): string {
+    const { host, port } = this.#target;
+    return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+  }
+}
+
+function main(): void {
+  let values;
+  let positionals;
+  try {
+    ({ values, positionals } = parseArgs({
+      options: {
+        output: { type: 'string', short: 'o' },
+        verbose: { type: 'boolean', short: 'v', default: false },
+        backend: { type: 'string', default: 'auto' },
+        mode: { type: 'string', default: 'sync' },
+        timeout: { type: 'string', default: '30' },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+      strict: true,
+      allowPositionals: true,
+    }));
+  } catch (err) {
+    usageError(err instanceof Error ? err.message : String(err));
+  }
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return;
+  }
+  if (positionals.length !== 1) usageError(positionals.length === 0 ? 'a URL is required' : 'only one URL, please');
+  const target = parseTarget(positionals[0] as string);
+  const backends = ['auto', ...availableBackends()];
+  if (!backends.includes(values.backend)) {
+    usageError(`--backend ${values.backend} is not available here (available: ${backends.join(', ')})`);
+  }
+  if (values.mode !== 'sync' && values.mode !== 'thread') usageError(`--mode must be sync or thread, not ${values.mode}`);
+  const timeout = Number(values.timeout);
+  if (!Number.isFinite(timeout) || timeout <= 0) usageError(`--timeout must be a positive number, not ${values.timeout}`);
+
+  const output = new BodyOutput(values.output ?? null);
+  let client: HttpGet;
+  try {
+    client = new HttpGet(target, output, values.verbose, timeout);
+  } catch (err) {
+    // A host that does not resolve, or a connect() refused on the spot.
+    process.stderr.write(`asyncore-get: cannot connect to ${target.host}:${target.port}: ${describeError(err)}\n`);
+    closeAll();
+    process.exit(1);
+  }
+
+  let signalled: NodeJS.Signals | null = null;
+  const stop = (signal: NodeJS.Signals): void => {
+    signalled = signal;
+    closeAll();
+  };
+  // Inside loopSync, Node's signal listeners cannot run: a dispatcher on a wake-up pipe can.
+  new SignalDispatcher(['SIGINT', 'SIGTERM'], stop);
+
+  const report = (): void => {
+    output.close();
+    const outcome: Outcome = client.outcome ?? {
+      ok: false,
+      message: signalled === null ? 'stopped' : `interrupted by ${signalled}`,
+    };
+    if (!outcome.ok) {
+      process.stderr.write(`asyncore-get: ${outcome.message}\n`);
+      process.exitCode = 1;
+    }
+  };
+  const options: LoopOptions = { backend: values.backend as LoopOptions['backend'], timeout: 30 };
+  if (values.mode === 'sync') {
+    loopSync(options);
+    report();
+  } else {
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+    loop(options).then(
+      () => {
+        process.removeListener('SIGINT', stop).removeListener('SIGTERM', stop);
+        report();
+      },
+      (err: unknown) => {
+        process.stderr.write(`asyncore-get: ${String(err)}\n`);
+        process.exitCode = 1;
+      },
+    );
+  }
+}
+
+main();
