@@ -203,7 +203,9 @@ class Poller implements MapWatcher {
       this.#sweep(map);
     } else {
       for (const obj of this.#askedEveryIteration) this.#refreshChannel(obj, map);
-      for (const obj of this.#changed) this.#refreshChannel(obj, map);
+      for (const obj of this.#changed) {
+        if (!this.#askedEveryIteration.has(obj)) this.#refreshChannel(obj, map);
+      }
     }
     this.#changed.clear();
     // Room for every watched fd, so one wait reports all of them.

@@ -1,0 +1,143 @@
+// O(active) iterations: an idle dispatcher with the package's built-in predicates costs no
+// JS call per iteration, while overridden predicates are still asked every iteration, as
+// in Python. Calls are counted, never timed.
+import {
+  Dispatcher,
+  DispatcherWithSend,
+  type SocketMap,
+  closeAll,
+  loop,
+  loopSync,
+  socketpair,
+} from 'asyncore';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+
+import { BACKENDS, MODES, type Mode } from './helpers.js';
+
+const IDLE_PAIRS = 5000; // 10,000 idle dispatchers
+
+/** Sends a counter back and forth `rounds` times, then closes. */
+class PingPong extends DispatcherWithSend {
+  received = 0;
+  constructor(
+    sock: ConstructorParameters<typeof Dispatcher>[0],
+    map: SocketMap,
+    readonly rounds: number,
+  ) {
+    super(sock, map);
+  }
+
+  override handleRead(): void {
+    const data = this.recv(64);
+    if (data.length === 0) return;
+    this.received++;
+    if (this.received >= this.rounds) this.close();
+    else this.send(data);
+  }
+
+  override handleClose(): void {
+    this.close();
+  }
+}
+
+class Idle extends DispatcherWithSend {
+  override handleClose(): void {
+    this.close();
+  }
+}
+
+async function runLoop(mode: Mode, options: Parameters<typeof loopSync>[0]): Promise<void> {
+  if (mode === 'sync') loopSync(options);
+  else await loop(options);
+}
+
+describe('O(active) iterations', () => {
+  const maps: SocketMap[] = [];
+  afterEach(() => {
+    vi.restoreAllMocks();
+    for (const map of maps.splice(0)) closeAll(map);
+  });
+
+  describe.each(MODES)('mode %s', (mode) => {
+    it('does not ask 10,000 idle dispatchers with built-in predicates anything', async () => {
+      const map: SocketMap = new Map();
+      maps.push(map);
+      for (let i = 0; i < IDLE_PAIRS; i++) {
+        const [a, b] = socketpair();
+        new Idle(a, map);
+        new Idle(b, map);
+      }
+      const [a, b] = socketpair();
+      const left = new PingPong(a, map, 1000);
+      const right = new PingPong(b, map, 1000);
+      left.send(Buffer.from('ping'));
+      // The first iteration asks everyone once: that is how the poller learns the map.
+      // From the second on, count every predicate call.
+      let readCalls = 0;
+      let writeCalls = 0;
+      let counted = 0;
+      await runLoop(mode, {
+        map,
+        backend: 'epoll',
+        count: 200,
+        timeout: 5,
+        trace: (it) => {
+          if (it.iteration > 0) {
+            counted++;
+            return;
+          }
+          vi.spyOn(Dispatcher.prototype, 'readable').mockImplementation(() => {
+            readCalls++;
+            return true;
+          });
+          const original = DispatcherWithSend.prototype.writable;
+          vi.spyOn(DispatcherWithSend.prototype, 'writable').mockImplementation(function (this: DispatcherWithSend) {
+            writeCalls++;
+            return original.call(this);
+          });
+        },
+      });
+      expect(left.received + right.received).toBeGreaterThan(150);
+      // Only the two active dispatchers were asked: at most once each per iteration.
+      expect(readCalls).toBeGreaterThan(0);
+      expect(readCalls).toBeLessThanOrEqual(2 * (counted + 1));
+      expect(writeCalls).toBeLessThanOrEqual(2 * (counted + 1));
+    });
+
+    it.each(BACKENDS)('still asks overridden predicates every iteration (%s)', async (backend) => {
+      const map: SocketMap = new Map();
+      maps.push(map);
+      let asked = 0;
+      class Custom extends Dispatcher {
+        override readable(): boolean {
+          asked++;
+          return true;
+        }
+        override writable(): boolean {
+          return false;
+        }
+      }
+      for (let i = 0; i < 20; i++) {
+        const [a, b] = socketpair();
+        new Custom(a, map);
+        new Custom(b, map);
+      }
+      await runLoop(mode, { map, backend, count: 10, timeout: 0 });
+      expect(asked).toBe(40 * 10);
+    });
+
+    it.each(BACKENDS)('notices a change made outside any handler (%s)', async (backend) => {
+      const map: SocketMap = new Map();
+      maps.push(map);
+      const [a, b] = socketpair();
+      const sender = new Idle(a, map);
+      const receiver = new PingPong(b, map, 1);
+      await runLoop(mode, { map, backend, count: 2, timeout: 0 });
+      // Assigned directly, not through send(): the setter reports the change.
+      sender.outBuffer = Buffer.from('late data');
+      await runLoop(mode, { map, backend, count: 5, timeout: 1 });
+      expect(receiver.received).toBe(1);
+      expect(sender.outBuffer.length).toBe(0);
+    });
+  });
+});
