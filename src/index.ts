@@ -44,3 +44,4 @@ export {
   type LoopPromise,
 } from './loop.js';
 export { callLater, ScheduledCall } from './timers.js';
+export { AsyncChat, SimpleProducer, findPrefixAtEnd, type Producer, type Terminator } from './asynchat.js';

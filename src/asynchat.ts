@@ -1,0 +1,436 @@
+// AsyncChat, SimpleProducer and findPrefixAtEnd: Python's asynchat, translated.
+//
+// AsyncChat turns a byte stream into messages. Input: handleRead() reads what arrived,
+// hands the bytes before the terminator to collectIncomingData() and calls foundTerminator()
+// at each terminator; the terminator may change inside foundTerminator() (a header line,
+// then a body of N bytes). Output: push() and pushWithProducer() queue data and producers in
+// a fifo that handleWrite() drains, at most acOutBufferSize bytes per send.
+//
+// Differences from Python, all on the side of safety or speed:
+// - maxIncomingBuffer bounds what one message may collect: past it the channel gets
+//   handleError() and is closed, so a peer that never sends the terminator cannot use up
+//   the memory.
+// - The input buffer only ever keeps a partial terminator between reads, and queued data
+//   is sliced with subarray(), never copied again: no O(n^2) concatenation.
+// - Strings are accepted as terminators and from producers, encoded with `encoding`;
+//   push() takes strings only with useEncoding = true, as Python's test_push demands.
+import { Dispatcher } from './dispatcher.js';
+import { SocketError, isWouldBlock } from './errors.js';
+import { describe } from './socket.js';
+
+/** A message delimiter: bytes (a string is encoded), a byte count, or null for "everything". */
+export type Terminator = string | Uint8Array | number | null;
+
+/** Python's producer protocol: more() returns the next piece, empty when it is exhausted. */
+export interface Producer {
+  more(): Uint8Array | string;
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/** The text as bytes; throws where Node would silently mangle characters the encoding lacks. */
+function encodeText(text: string, encoding: BufferEncoding): Buffer {
+  const limit = encoding === 'latin1' || encoding === 'binary' ? 0xff : encoding === 'ascii' ? 0x7f : Infinity;
+  if (limit !== Infinity) {
+    for (let i = 0; i < text.length; i++) {
+      if (text.charCodeAt(i) > limit) {
+        throw new RangeError(`'${encoding}' cannot encode ${JSON.stringify(text[i])} at position ${i}`);
+      }
+    }
+  }
+  return Buffer.from(text, encoding);
+}
+
+function asBytes(value: string | Uint8Array, what: string): Uint8Array {
+  if (value instanceof Uint8Array) return value;
+  if (typeof value === 'string') return encodeText(value, 'latin1');
+  throw new TypeError(`${what} must be a string or a Uint8Array, not ${describe(value)}`);
+}
+
+/** Whether haystack ends with the first `length` bytes of needle. */
+function endsWithPrefix(haystack: Uint8Array, needle: Uint8Array, length: number): boolean {
+  const start = haystack.length - length;
+  if (start < 0) return false;
+  for (let i = 0; i < length; i++) {
+    if (haystack[start + i] !== needle[i]) return false;
+  }
+  return true;
+}
+
+/**
+ * The length of the longest proper prefix of needle that haystack ends with (0 if none):
+ * how much of a terminator may have arrived at the end of a read. Python's
+ * find_prefix_at_end; it assumes the whole needle was already looked for.
+ */
+export function findPrefixAtEnd(haystack: string | Uint8Array, needle: string | Uint8Array): number {
+  if (typeof haystack === 'string' && typeof needle === 'string') {
+    let length = needle.length - 1;
+    while (length > 0 && !haystack.endsWith(needle.slice(0, length))) length--;
+    return Math.max(length, 0);
+  }
+  const hay = asBytes(haystack, 'haystack');
+  const pin = asBytes(needle, 'needle');
+  let length = pin.length - 1;
+  while (length > 0 && !endsWithPrefix(hay, pin, length)) length--;
+  return Math.max(length, 0);
+}
+
+/** Python's simple_producer: hands out `data` in pieces of at most bufferSize. */
+export class SimpleProducer implements Producer {
+  #data: Uint8Array | string;
+  readonly bufferSize: number;
+
+  constructor(data: Uint8Array | string, bufferSize = 512) {
+    if (!(data instanceof Uint8Array) && typeof data !== 'string') {
+      throw new TypeError(`data must be a string or a Uint8Array, not ${describe(data)}`);
+    }
+    if (!Number.isInteger(bufferSize) || bufferSize <= 0) {
+      throw new RangeError(`bufferSize must be a positive integer (got ${String(bufferSize)})`);
+    }
+    this.#data = data;
+    this.bufferSize = bufferSize;
+  }
+
+  more(): Uint8Array | string {
+    const data = this.#data;
+    const size = Math.min(data.length, this.bufferSize);
+    const result = typeof data === 'string' ? data.slice(0, size) : data.subarray(0, size);
+    this.#data = typeof data === 'string' ? data.slice(size) : data.subarray(size);
+    return result;
+  }
+}
+
+/** What the output fifo holds: bytes, a producer, or null for "close when you get here". */
+type OutgoingEntry = Uint8Array | Producer | null;
+
+/** Python's deque, as far as the fifo uses it: O(1) at both ends. */
+class Deque<T> {
+  #items: T[] = [];
+  #head = 0;
+
+  get length(): number {
+    return this.#items.length - this.#head;
+  }
+
+  /** The first item; only call it when length > 0. */
+  first(): T {
+    return this.#items[this.#head] as T;
+  }
+
+  push(item: T): void {
+    this.#items.push(item);
+  }
+
+  shift(): void {
+    this.#items[this.#head] = undefined as T;
+    this.#head++;
+    if (this.#head === this.#items.length) this.clear();
+    else if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
+      this.#items = this.#items.slice(this.#head);
+      this.#head = 0;
+    }
+  }
+
+  unshift(item: T): void {
+    if (this.#head > 0) this.#items[--this.#head] = item;
+    else this.#items.unshift(item);
+  }
+
+  replaceFirst(item: T): void {
+    this.#items[this.#head] = item;
+  }
+
+  clear(): void {
+    this.#items = [];
+    this.#head = 0;
+  }
+}
+
+/** Python's asynchat.async_chat. Override collectIncomingData() and foundTerminator(). */
+export class AsyncChat extends Dispatcher {
+  /** Bytes asked of recv() per read event. */
+  acInBufferSize = 65536;
+  /** Bytes handed to send() per write event at most. */
+  acOutBufferSize = 65536;
+  /** When true, push() takes strings too, encoded with `encoding`. */
+  useEncoding = false;
+  encoding: BufferEncoding = 'latin1';
+  /**
+   * The most bytes one message may collect before its terminator (a string or numeric
+   * one) arrives; past it the channel gets handleError() and is closed. A null terminator
+   * ("everything is data") is not bounded: the subclass sees each chunk as it comes.
+   */
+  maxIncomingBuffer = 16 * 1024 * 1024;
+
+  #terminator: Terminator = null;
+  /** The last string/Uint8Array terminator and its bytes, so a read does not encode it again. */
+  #terminatorSource: string | Uint8Array | null = null;
+  #terminatorBytes: Uint8Array = EMPTY;
+  /** What arrived but was not handed on: at most a partial terminator between reads. */
+  #inBuffer: Buffer = EMPTY;
+  /** Bytes given to collectIncomingData() since the last terminator. */
+  #collected = 0;
+  readonly #fifo = new Deque<OutgoingEntry>();
+
+  /** Python's `incoming`: filled by collectIntoIncoming(), emptied by takeIncoming(). */
+  protected incoming: Buffer[] = [];
+
+  // --- To override -------------------------------------------------------------------------
+
+  collectIncomingData(_data: Buffer): void {
+    throw new Error(`${this.constructor.name} must implement collectIncomingData()`);
+  }
+
+  foundTerminator(): void {
+    throw new Error(`${this.constructor.name} must implement foundTerminator()`);
+  }
+
+  /** Python's _collect_incoming_data: a collectIncomingData() that keeps the chunks. */
+  protected collectIntoIncoming(data: Buffer): void {
+    this.incoming.push(data);
+  }
+
+  /** Python's _get_data: the chunks collected so far, joined, and the list emptied. */
+  protected takeIncoming(): Buffer {
+    const data = this.incoming.length === 1 ? (this.incoming[0] as Buffer) : Buffer.concat(this.incoming);
+    this.incoming = [];
+    return data;
+  }
+
+  // --- The terminator ----------------------------------------------------------------------
+
+  /**
+   * Bytes (a string is encoded with `encoding`), a number of bytes to read, or null (0 and
+   * empty bytes mean the same): everything that arrives goes to collectIncomingData().
+   */
+  setTerminator(term: Terminator): void {
+    if (typeof term === 'number') {
+      if (!Number.isInteger(term) || term < 0) {
+        throw new RangeError(`the number of bytes to read must be a non-negative integer (got ${term})`);
+      }
+    } else if (term !== null && typeof term !== 'string' && !(term instanceof Uint8Array)) {
+      throw new TypeError(`a terminator is a string, a Uint8Array, a number or null, not ${describe(term)}`);
+    }
+    if (typeof term === 'string' || term instanceof Uint8Array) this.#terminatorBytesOf(term);
+    this.#terminator = term;
+  }
+
+  /** What setTerminator() was given; for a number, the bytes still to come. */
+  getTerminator(): Terminator {
+    return this.#terminator;
+  }
+
+  #terminatorBytesOf(term: string | Uint8Array): Uint8Array {
+    if (term !== this.#terminatorSource) {
+      this.#terminatorBytes = typeof term === 'string' ? encodeText(term, this.encoding) : term;
+      this.#terminatorSource = term;
+    }
+    return this.#terminatorBytes;
+  }
+
+  // --- Input -------------------------------------------------------------------------------
+
+  override readable(): boolean {
+    return true;
+  }
+
+  override handleRead(): void {
+    let data: Buffer;
+    try {
+      data = this.recv(this.acInBufferSize);
+    } catch (err) {
+      if (isWouldBlock(err)) return;
+      if (err instanceof SocketError) {
+        this.handleError(err);
+        return;
+      }
+      throw err;
+    }
+    if (data.length === 0) return;
+    this.#inBuffer = this.#inBuffer.length === 0 ? data : Buffer.concat([this.#inBuffer, data]);
+    this.#splitIncoming();
+  }
+
+  /**
+   * Python's handle_read loop: hands the buffered bytes to collectIncomingData() and calls
+   * foundTerminator() at each terminator, re-reading the terminator after each one.
+   */
+  #splitIncoming(): void {
+    while (this.#inBuffer.length > 0) {
+      const buffer = this.#inBuffer;
+      const terminator = this.getTerminator();
+      if (terminator === null || terminator === 0 || (typeof terminator !== 'number' && terminator.length === 0)) {
+        // No terminator: all of it is data.
+        this.#inBuffer = EMPTY;
+        this.collectIncomingData(buffer);
+      } else if (typeof terminator === 'number') {
+        if (buffer.length < terminator) {
+          this.#inBuffer = EMPTY;
+          this.#terminator = terminator - buffer.length;
+          if (!this.#collect(buffer)) return;
+        } else {
+          this.#inBuffer = buffer.subarray(terminator);
+          this.#terminator = 0;
+          if (!this.#collect(buffer.subarray(0, terminator))) return;
+          this.#collected = 0;
+          this.foundTerminator();
+        }
+      } else {
+        const bytes = this.#terminatorBytesOf(terminator);
+        const index = buffer.indexOf(bytes);
+        if (index !== -1) {
+          this.#inBuffer = buffer.subarray(index + bytes.length);
+          // An empty chunk is not reported (Python: "source of subtle bugs").
+          if (index > 0 && !this.#collect(buffer.subarray(0, index))) return;
+          this.#collected = 0;
+          // The terminator may change in here; the loop reads it again.
+          this.foundTerminator();
+        } else {
+          // Keep what may be the start of a terminator split across reads.
+          const partial = findPrefixAtEnd(buffer, bytes);
+          if (partial === buffer.length) break;
+          this.#inBuffer = partial === 0 ? EMPTY : Buffer.from(buffer.subarray(buffer.length - partial));
+          if (!this.#collect(buffer.subarray(0, buffer.length - partial))) return;
+          if (partial > 0) break;
+        }
+      }
+    }
+  }
+
+  /** collectIncomingData(), unless the message would pass maxIncomingBuffer: then false. */
+  #collect(data: Buffer): boolean {
+    if (this.#collected + data.length > this.maxIncomingBuffer) {
+      const pending = this.#collected;
+      this.#inBuffer = EMPTY;
+      this.incoming = [];
+      this.#collected = 0;
+      this.handleError(
+        new Error(
+          `${this.constructor.name}: a message passed maxIncomingBuffer (${this.maxIncomingBuffer} bytes) ` +
+            `before its terminator ${describeTerminator(this.#terminator)} arrived ` +
+            `(${pending} bytes collected, ${data.length} more arrived); closing the channel`,
+        ),
+      );
+      if (this.fileno() !== null) this.close();
+      return false;
+    }
+    this.#collected += data.length;
+    this.collectIncomingData(data);
+    return true;
+  }
+
+  // --- Output ------------------------------------------------------------------------------
+
+  override writable(): boolean {
+    return this.#fifo.length > 0 || !this.connected;
+  }
+
+  override handleWrite(): void {
+    this.initiateSend();
+  }
+
+  override handleClose(): void {
+    this.close();
+  }
+
+  /** Queues bytes (strings too when useEncoding is set) and sends what the socket takes now. */
+  push(data: Uint8Array | string): void {
+    let bytes: Buffer;
+    if (data instanceof Uint8Array) {
+      // A copy, as Python's bytes are immutable: the caller may reuse its buffer.
+      bytes = Buffer.from(data);
+    } else if (typeof data === 'string' && this.useEncoding) {
+      bytes = encodeText(data, this.encoding);
+    } else {
+      const hint = typeof data === 'string' ? ' (set useEncoding = true to push strings)' : '';
+      throw new TypeError(`push() takes a Buffer or Uint8Array${hint}, not ${describe(data)}`);
+    }
+    this.#enqueue(bytes);
+  }
+
+  /** Queues a producer: its more() is asked for data until it returns an empty piece. */
+  pushWithProducer(producer: Producer | Uint8Array): void {
+    const isProducer = typeof (producer as Partial<Producer> | null)?.more === 'function';
+    if (!isProducer && !(producer instanceof Uint8Array)) {
+      throw new TypeError(`pushWithProducer() takes an object with a more() method, not ${describe(producer)}`);
+    }
+    this.#enqueue(producer);
+  }
+
+  /** Closes the channel once everything queued before this call is sent. */
+  closeWhenDone(): void {
+    const wasEmpty = this.#fifo.length === 0;
+    this.#fifo.push(null);
+    if (wasEmpty) this.interestChanged();
+  }
+
+  #enqueue(entry: OutgoingEntry): void {
+    const wasEmpty = this.#fifo.length === 0;
+    this.#fifo.push(entry);
+    this.initiateSend();
+    // writable() just turned true: a loop() waiting on its thread must hear of it now.
+    if (wasEmpty && this.#fifo.length > 0) this.interestChanged();
+  }
+
+  /** Sends (some of) the first piece of the fifo, asking producers for data as needed. */
+  initiateSend(): void {
+    const fifo = this.#fifo;
+    while (fifo.length > 0 && this.connected) {
+      const first = fifo.first();
+      if (first === null) {
+        fifo.shift();
+        this.handleClose();
+        return;
+      }
+      if (!(first instanceof Uint8Array)) {
+        // A producer: its next piece goes in front of it, an empty one retires it.
+        const data = this.#producedBytes(first.more());
+        if (data.length > 0) fifo.unshift(data);
+        else fifo.shift();
+        continue;
+      }
+      if (first.length === 0) {
+        fifo.shift();
+        continue;
+      }
+      const data = first.length > this.acOutBufferSize ? first.subarray(0, this.acOutBufferSize) : first;
+      let sent: number;
+      try {
+        sent = this.send(data);
+      } catch (err) {
+        if (!(err instanceof SocketError)) throw err;
+        this.handleError(err);
+        return;
+      }
+      if (sent > 0) {
+        if (sent < first.length) fifo.replaceFirst(first.subarray(sent));
+        else fifo.shift();
+      }
+      // One send per call, as in Python: the next write event sends the next piece.
+      return;
+    }
+  }
+
+  #producedBytes(data: unknown): Uint8Array {
+    if (data instanceof Uint8Array) return data;
+    if (typeof data === 'string') return encodeText(data, this.encoding);
+    // Python treats any false-ish value as the end of the producer.
+    if (data === null || data === undefined) return EMPTY;
+    throw new TypeError(`a producer's more() must return a string or a Uint8Array, not ${describe(data)}`);
+  }
+
+  /** Throws away everything queued in both directions. Emergencies only. */
+  discardBuffers(): void {
+    this.#inBuffer = EMPTY;
+    this.incoming = [];
+    this.#collected = 0;
+    this.#fifo.clear();
+  }
+}
+
+function describeTerminator(term: Terminator): string {
+  if (typeof term === 'number') return `(${term} more bytes)`;
+  if (typeof term === 'string') return JSON.stringify(term);
+  if (term instanceof Uint8Array) return JSON.stringify(Buffer.from(term).toString('latin1'));
+  return 'null';
+}
