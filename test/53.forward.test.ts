@@ -1,0 +1,321 @@
+// asyncore-forward between real peers: curl and python3 -m http.server, and small python3
+// programs that half-close, echo after EOF, and refuse to read. The bytes arrive intact,
+// both directions outlive a half-close, and a slow reader holds the sender back instead of
+// filling the forwarder's memory.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, connect as netConnect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+
+import { BACKENDS, DIST, MODES, type Mode, startCli, waitExit } from './helpers.js';
+
+const FILE_BYTES = 5 * 1024 * 1024;
+const CONCURRENT_CURLS = 50;
+const SLOW_READER_BYTES = 50 * 1024 * 1024;
+/** How far the forwarder's resident memory may grow while a reader stalls 50 MiB. */
+const RSS_GROWTH_LIMIT_KB = 64 * 1024;
+
+// Reads until EOF, then sends everything back and closes: the answer only flows after the
+// client's half-close has been passed on.
+const ECHO_AFTER_EOF_SERVER = `
+import socket
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(16)
+print(s.getsockname()[1], flush=True)
+while True:
+    c, _ = s.accept()
+    data = bytearray()
+    while True:
+        chunk = c.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    c.sendall(data)
+    c.close()
+`;
+
+// Sends its bytes, shuts down its sending side, and still reads the whole answer.
+const HALF_CLOSING_CLIENT = `
+import os, socket, sys
+data = os.urandom(int(sys.argv[2]))
+c = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+c.sendall(data)
+c.shutdown(socket.SHUT_WR)
+got = bytearray()
+while True:
+    chunk = c.recv(65536)
+    if not chunk:
+        break
+    got += chunk
+print(len(got), got == data)
+`;
+
+// Sends N bytes to its one client as fast as it takes them, then says what it sent.
+const FAST_SENDER = `
+import hashlib, random, socket, sys
+total = int(sys.argv[1])
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1)
+print(s.getsockname()[1], flush=True)
+c, _ = s.accept()
+block = random.Random(7).randbytes(1 << 20)
+digest = hashlib.sha256()
+for i in range(total >> 20):
+    chunk = bytes([i & 255]) + block[1:]
+    c.sendall(chunk)
+    digest.update(chunk)
+print("sent", digest.hexdigest(), flush=True)
+c.close()
+`;
+
+// Connects with a small receive buffer and reads nothing until a line arrives on stdin.
+const STALLED_READER = `
+import hashlib, socket, sys
+c = socket.socket()
+c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+c.connect(("127.0.0.1", int(sys.argv[1])))
+print("connected", flush=True)
+sys.stdin.readline()
+digest = hashlib.sha256(); total = 0
+while True:
+    chunk = c.recv(1 << 20)
+    if not chunk:
+        break
+    digest.update(chunk); total += len(chunk)
+print(total, digest.hexdigest(), flush=True)
+`;
+
+/**
+ * Runs a command to completion. Unlike helpers.run(), it resolves on 'close', after the
+ * child's stdout has been read to its end ('exit' can come first, and loses the output).
+ */
+function runToEnd(command: string, args: string[]): Promise<{ code: number | string; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? signal ?? -1, stdout, stderr });
+    });
+  });
+}
+
+/** A port nobody listens on right now: the kernel picks it, and we let it go. */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address !== null ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function accepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = netConnect(port, '127.0.0.1');
+    sock.on('connect', () => {
+      sock.destroy();
+      resolve(true);
+    });
+    sock.on('error', () => resolve(false));
+  });
+}
+
+/** Collects a child's stdout; `line(re)` resolves with the first match of a pattern. */
+class Output {
+  text = '';
+  readonly #waiters: (() => void)[] = [];
+
+  constructor(child: ChildProcess) {
+    child.stdout?.on('data', (d: Buffer) => {
+      this.text += d.toString();
+      for (const wake of this.#waiters.splice(0)) wake();
+    });
+  }
+
+  async match(pattern: RegExp, ms = 20_000): Promise<RegExpExecArray> {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const found = pattern.exec(this.text);
+      if (found !== null) return found;
+      if (Date.now() > deadline) throw new Error(`no ${String(pattern)} in ${JSON.stringify(this.text)}`);
+      await new Promise<void>((resolve) => {
+        this.#waiters.push(resolve);
+        setTimeout(resolve, 100);
+      });
+    }
+  }
+}
+
+function vmRssKb(pid: number): number {
+  const match = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  if (match === null) throw new Error(`no VmRSS for ${pid}`);
+  return Number(match[1]);
+}
+
+const sha256 = (data: Uint8Array): string => createHash('sha256').update(data).digest('hex');
+
+describe('asyncore-forward', () => {
+  const children: ChildProcess[] = [];
+
+  /** Every child goes through here, so afterEach can kill it by PID. */
+  function spawnChild(command: string, args: string[]): ChildProcess {
+    const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    children.push(child);
+    return child;
+  }
+
+  async function startForwarder(mode: Mode, remotePort: number, backend = 'auto'): Promise<{ pid: number; port: number }> {
+    const fwd = await startCli('forward', [
+      '-l', '127.0.0.1', '-p', '0', '-r', '127.0.0.1', '-P', String(remotePort), '--mode', mode, '--backend', backend,
+    ]);
+    children.push(fwd.child);
+    return { pid: fwd.child.pid as number, port: fwd.port };
+  }
+
+  /** A python3 program that prints its listening port first. */
+  async function startPythonServer(source: string, args: string[] = []): Promise<{ port: number; output: Output }> {
+    const child = spawnChild('python3', ['-c', source, ...args]);
+    const output = new Output(child);
+    const [, port] = await output.match(/^(\d+)\n/);
+    return { port: Number(port), output };
+  }
+
+  afterEach(async () => {
+    for (const child of children.splice(0)) {
+      child.kill('SIGKILL');
+      await waitExit(child);
+    }
+  });
+
+  describe('in front of python3 -m http.server', () => {
+    let dir: string;
+    let http: ChildProcess;
+    let httpPort: number;
+    let expected: string;
+
+    beforeAll(async () => {
+      dir = mkdtempSync(join(tmpdir(), 'asyncore-forward-'));
+      const body = randomBytes(FILE_BYTES);
+      writeFileSync(join(dir, 'five.bin'), body);
+      expected = sha256(body);
+      for (let attempt = 0; attempt < 3 && httpPort === undefined; attempt++) {
+        const port = await freePort();
+        http = spawn('python3', ['-m', 'http.server', '--bind', '127.0.0.1', String(port), '--directory', dir], {
+          stdio: 'ignore',
+        });
+        const deadline = Date.now() + 10_000;
+        while (http.exitCode === null && Date.now() < deadline && httpPort === undefined) {
+          if (await accepts(port)) httpPort = port;
+          else await new Promise((r) => setTimeout(r, 50));
+        }
+        if (httpPort === undefined) {
+          // Someone took the port between our probe and python's bind: try another one.
+          http.kill('SIGKILL');
+          await waitExit(http);
+        }
+      }
+      if (httpPort === undefined) throw new Error('python3 -m http.server did not start');
+    });
+
+    afterAll(async () => {
+      if (http !== undefined) {
+        http.kill('SIGKILL');
+        await waitExit(http);
+      }
+      rmSync(dir, { recursive: true, force: true });
+    });
+
+    /** curl through the forwarder, hashed by sha256sum so 5 MiB never passes through this process. */
+    const curlSha = async (port: number): Promise<string> => {
+      const result = await runToEnd('sh', ['-c', `curl -sS http://127.0.0.1:${port}/five.bin | sha256sum`]);
+      return `${result.stderr}${result.stdout.split(' ')[0] ?? ''}`;
+    };
+
+    for (const mode of MODES) {
+      for (const backend of BACKENDS) {
+        it(`passes a 5 MiB download through intact (${mode}, ${backend})`, async () => {
+          const fwd = await startForwarder(mode, httpPort, backend);
+          expect(await curlSha(fwd.port)).toBe(expected);
+        });
+      }
+
+      it(`serves ${CONCURRENT_CURLS} concurrent downloads, every one intact (${mode})`, async () => {
+        const fwd = await startForwarder(mode, httpPort);
+        const hashes = await Promise.all(Array.from({ length: CONCURRENT_CURLS }, () => curlSha(fwd.port)));
+        expect(hashes).toEqual(Array.from({ length: CONCURRENT_CURLS }, () => expected));
+      });
+    }
+  });
+
+  for (const mode of MODES) {
+    it(`passes a half-close on and keeps the other direction open (${mode})`, async () => {
+      const echo = await startPythonServer(ECHO_AFTER_EOF_SERVER);
+      const fwd = await startForwarder(mode, echo.port);
+      const client = await runToEnd('python3', ['-c', HALF_CLOSING_CLIENT, String(fwd.port), String(1024 * 1024)]);
+      expect(client.stderr).toBe('');
+      expect(client.stdout).toBe(`${1024 * 1024} True\n`);
+    });
+
+    it(`holds a fast sender back while the reader stalls, memory bounded, nothing lost (${mode})`, async () => {
+      const sender = await startPythonServer(FAST_SENDER, [String(SLOW_READER_BYTES)]);
+      const fwd = await startForwarder(mode, sender.port);
+      const rssAtStart = vmRssKb(fwd.pid);
+      const reader = spawnChild('python3', ['-c', STALLED_READER, String(fwd.port)]);
+      const readerOutput = new Output(reader);
+      await readerOutput.match(/^connected\n/);
+
+      let rssPeak = rssAtStart;
+      for (let sample = 0; sample < 15; sample++) {
+        await new Promise((r) => setTimeout(r, 100));
+        rssPeak = Math.max(rssPeak, vmRssKb(fwd.pid));
+      }
+      // 50 MiB do not fit in the sockets' buffers: the sender can only be done if the
+      // forwarder had kept reading into its own memory.
+      expect(sender.output.text).not.toContain('sent');
+      expect(rssPeak - rssAtStart).toBeLessThan(RSS_GROWTH_LIMIT_KB);
+
+      reader.stdin?.write('go\n');
+      const [, total, digest] = await readerOutput.match(/^(\d+) ([0-9a-f]{64})\n/m);
+      const [, sent] = await sender.output.match(/^sent ([0-9a-f]{64})\n/m);
+      expect(Number(total)).toBe(SLOW_READER_BYTES);
+      expect(digest).toBe(sent);
+    });
+
+    it(`closes the client cleanly when the remote end refuses (${mode})`, async () => {
+      const fwd = await startForwarder(mode, await freePort());
+      const curl = await runToEnd('curl', ['-sS', `http://127.0.0.1:${fwd.port}/`]);
+      // 52 is "empty reply": the client saw an orderly EOF, not a reset (56) or a hang.
+      expect(curl.code).toBe(52);
+    });
+  }
+
+  it('stops cleanly on SIGINT and SIGTERM in both modes, exit status 0', async () => {
+    for (const mode of MODES) {
+      for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+        const fwd = await startCli('forward', ['-l', '127.0.0.1', '-p', '0', '-r', '127.0.0.1', '-P', '9', '--mode', mode]);
+        children.push(fwd.child);
+        fwd.child.kill(signal);
+        expect(await waitExit(fwd.child)).toBe(0);
+      }
+    }
+  });
+
+  it('exits 2 on a bad command line', async () => {
+    for (const args of [['-l', '127.0.0.1', '-p', '0', '-r', '127.0.0.1'], ['--bogus'], ['-p', 'x']]) {
+      const result = await runToEnd(process.execPath, [join(DIST, 'cli', 'forward.js'), ...args]);
+      expect(result.code).toBe(2);
+      expect(result.stderr).toMatch(/^asyncore-forward: \S/);
+    }
+  });
+});
