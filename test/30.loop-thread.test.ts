@@ -280,6 +280,28 @@ describe.each(BACKENDS)('loop() on %s', (backend) => {
     }
   });
 
+  it('keeps serving the others when one dispatcher is closed from a timer while the thread waits', async () => {
+    const map = newMap();
+    const server = new EchoServer(map);
+    const served = loop({ map, backend, timeout: 30 });
+    const idle = net.connect(server.port, '127.0.0.1');
+    const idleClosed = new Promise<void>((resolve) => idle.once('close', () => resolve()));
+    try {
+      await within(1000, 'the idle client was not accepted', waitUntil(() => map.size === 2));
+      const handler = [...map.values()].find((d) => d !== server);
+      setTimeout(() => handler?.close(), 0);
+      await within(1000, 'the closed handler did not close its connection', idleClosed);
+      // The next turn drops the closed fd from the backend and goes on with the listener.
+      await expect(within(1000, 'the listener was not served', pingPong(server.port, 3))).resolves.toBe(3);
+      expect([...map.values()]).toEqual([server]);
+      expect(await settledNow(served)).toBe(false);
+    } finally {
+      idle.destroy();
+    }
+    closeAll(map);
+    await within(5000, 'loop() did not resolve', served);
+  });
+
   it('runs exactly `count` iterations, then resolves with the map untouched', async () => {
     const map = newMap();
     const server = new EchoServer(map);
@@ -444,6 +466,25 @@ describe('loop() edges', () => {
     expect(traces).toEqual([]);
   });
 
+  // A wake-up (interest changed outside a handler) ends the native wait early with nothing
+  // ready. It is not an iteration, so it must not start the iteration's timeout afresh
+  // either: otherwise wake-ups more frequent than `timeout` starve the loop, and a `count`
+  // loop never ends.
+  it('keeps counting iterations while wake-ups from outside keep arriving', async () => {
+    const map = newMap();
+    const server = new EchoServer(map);
+    const iterations: number[] = [];
+    const waker = setInterval(() => server.interestChanged(), 5);
+    try {
+      const counted = loop({ map, timeout: 0.05, count: 3, trace: (it) => iterations.push(it.iteration) });
+      // Three 50 ms waits; the 2 s limit is a safety net against starvation.
+      await within(2000, `count: 3 did not end (iterations so far: ${iterations.length})`, counted);
+    } finally {
+      clearInterval(waker);
+    }
+    expect(iterations).toEqual([0, 1, 2]);
+  });
+
   it('refuses a second loop on a map being polled, with a clear Error', async () => {
     const map = newMap();
     new EchoServer(map);
@@ -480,7 +521,7 @@ describe('loop() keeps Node alive unless unref()ed', () => {
   const fixture = join(ROOT, 'test', 'fixtures', 'h5-unref.mjs');
   const index = join(DIST, 'index.js');
 
-  function runChild(mode: 'ref' | 'unref'): Promise<{ code: number | string; stdout: string; stderr: string; ms: number }> {
+  function runChild(mode: 'ref' | 'unref' | 'unref-then-ref'): Promise<{ code: number | string; stdout: string; stderr: string; ms: number }> {
     const started = performance.now();
     const child = spawn(process.execPath, [fixture, index, mode], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -499,10 +540,13 @@ describe('loop() keeps Node alive unless unref()ed', () => {
     expect(ms).toBeLessThan(5000);
   });
 
-  it('without unref() the child stays alive until an unref()ed timer closes the listener', async () => {
-    const { code, stdout, stderr } = await runChild('ref');
-    expect(stderr).toBe('');
-    expect(code).toBe(0);
-    expect(stdout).toBe('listening\nclosing\nloop resolved\n');
-  });
+  it.each(['ref', 'unref-then-ref'] as const)(
+    '%s: the child stays alive until an unref()ed timer closes the listener',
+    async (mode) => {
+      const { code, stdout, stderr } = await runChild(mode);
+      expect(stderr).toBe('');
+      expect(code).toBe(0);
+      expect(stdout).toBe('listening\nclosing\nloop resolved\n');
+    },
+  );
 });
