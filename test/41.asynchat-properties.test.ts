@@ -197,7 +197,7 @@ describe('AsyncChat framing, driven chunk by chunk', () => {
   });
 });
 
-/** Records what initiateSend() hands to send(), accepting as much as `accept` says each time. */
+/** Records what initiateSend() hands to send(), taking as much as `socketRoom` says each time. */
 class RecordingChat extends AsyncChat {
   readonly wire: Buffer[] = [];
   closedAfter = -1;
@@ -205,7 +205,7 @@ class RecordingChat extends AsyncChat {
   #call = 0;
 
   constructor(
-    readonly accept: number[],
+    readonly socketRoom: number[],
     map: SocketMap,
   ) {
     super(null, map);
@@ -214,7 +214,7 @@ class RecordingChat extends AsyncChat {
 
   override send(data: Uint8Array): number {
     this.largestSend = Math.max(this.largestSend, data.length);
-    const room = this.accept[this.#call++ % this.accept.length] ?? 0;
+    const room = this.socketRoom[this.#call++ % this.socketRoom.length] ?? 0;
     const taken = Math.min(room, data.length);
     this.wire.push(Buffer.from(data.subarray(0, taken)));
     return taken;
