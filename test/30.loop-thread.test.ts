@@ -135,6 +135,11 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
+/** Polls `condition` on Node's event loop until it holds. */
+async function waitUntil(condition: () => boolean): Promise<void> {
+  while (!condition()) await sleep(5);
+}
+
 /** Whether the promise has settled by the time already-queued callbacks have run. */
 async function settledNow(promise: Promise<unknown>): Promise<boolean> {
   const marker = Symbol('pending');
@@ -306,7 +311,8 @@ describe.each(BACKENDS)('loop() on %s', (backend) => {
     const map = newMap();
     const server = new EchoServer(map);
     const iterations: number[] = [];
-    await within(5000, 'count: 5 did not end', loop({ map, backend, timeout: 0.01, count: 5, trace: (it) => iterations.push(it.iteration) }));
+    const counted = loop({ map, backend, timeout: 0.01, count: 5, trace: (it) => iterations.push(it.iteration) });
+    await within(5000, 'count: 5 did not end', counted);
     expect(iterations).toEqual([0, 1, 2, 3, 4]);
     expect(map.get(server.fileno() ?? -1)).toBe(server);
     // The map is free again and the listener still works under a second loop.
@@ -370,7 +376,8 @@ describe.each(BACKENDS)('loop() on %s', (backend) => {
       await within(1000, 'handleError was not called', waitUntil(() => errors.length === 1));
       expect(errors).toEqual([expect.objectContaining({ message: 'boom from handleRead' })]);
       client.write('after');
-      const echoed = await within(1000, 'no echo after the error', new Promise<string>((resolve) => client.once('data', (d: Buffer) => resolve(d.toString()))));
+      const echo = new Promise<string>((resolve) => client.once('data', (d: Buffer) => resolve(d.toString())));
+      const echoed = await within(1000, 'no echo after the error', echo);
       expect(echoed).toBe('after');
       expect(await settledNow(served)).toBe(false);
     } finally {
@@ -425,7 +432,8 @@ describe.each(BACKENDS)('loop() on %s', (backend) => {
     const clientFd = pinger.fileno() ?? -1;
 
     const traces: IterationTrace[] = [];
-    await within(5000, 'the exchange did not finish', loop({ map, backend, timeout: 30, trace: (it) => traces.push(it) }));
+    const exchanged = loop({ map, backend, timeout: 30, trace: (it) => traces.push(it) });
+    await within(5000, 'the exchange did not finish', exchanged);
     expect(pinger.answer).toBe('ping');
 
     expect(traces.length).toBeGreaterThan(1);
@@ -449,11 +457,6 @@ describe.each(BACKENDS)('loop() on %s', (backend) => {
     expect(readyEvents.some(({ fd, events }) => fd === clientFd && (events & POLLIN) !== 0)).toBe(true);
   });
 });
-
-/** Polls `condition` on Node's event loop until it holds. */
-async function waitUntil(condition: () => boolean): Promise<void> {
-  while (!condition()) await sleep(5);
-}
 
 // --- Edges that do not depend on the backend -----------------------------------------------
 
@@ -521,7 +524,14 @@ describe('loop() keeps Node alive unless unref()ed', () => {
   const fixture = join(ROOT, 'test', 'fixtures', 'h5-unref.mjs');
   const index = join(DIST, 'index.js');
 
-  function runChild(mode: 'ref' | 'unref' | 'unref-then-ref'): Promise<{ code: number | string; stdout: string; stderr: string; ms: number }> {
+  interface ChildResult {
+    code: number | string;
+    stdout: string;
+    stderr: string;
+    ms: number;
+  }
+
+  function runChild(mode: 'ref' | 'unref' | 'unref-then-ref'): Promise<ChildResult> {
     const started = performance.now();
     const child = spawn(process.execPath, [fixture, index, mode], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
