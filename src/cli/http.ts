@@ -1,0 +1,398 @@
+#!/usr/bin/env node
+// asyncore-http: a small HTTP/1.1 file server on AsyncChat, the classic use of asynchat.
+//
+//   asyncore-http [--host 127.0.0.1] [--port 8000] [--root DIR] [--backend auto] [--mode sync]
+//
+// Each connection is an HttpChannel. The terminator '\r\n\r\n' frames a request head; a body
+// announced by Content-Length is then read with a numeric terminator. Replies go out through
+// push(), and files are streamed by a FileProducer, 64 KiB per more(), never read whole.
+// Without --root it serves a hello page at /. It prints "listening on HOST:PORT ..." once it
+// listens and stops cleanly on SIGINT or SIGTERM.
+import { closeSync, fstatSync, openSync, readSync, realpathSync, statSync } from 'node:fs';
+import { extname, join, sep } from 'node:path';
+import { parseArgs } from 'node:util';
+
+import {
+  AF_INET,
+  AF_INET6,
+  type Address,
+  AsyncChat,
+  Dispatcher,
+  IPPROTO_TCP,
+  type LoopOptions,
+  type Producer,
+  Socket,
+  TCP_NODELAY,
+  availableBackends,
+  closeAll,
+  loop,
+  loopSync,
+} from '../index.js';
+import { SignalDispatcher } from '../signals.js';
+
+const USAGE = `usage: asyncore-http [options]
+
+  --host HOST       address to listen on (default 127.0.0.1)
+  --port PORT       port to listen on; 0 picks a free one (default 8000)
+  --root DIR        serve the files under DIR (default: a hello page at /)
+  --backend NAME    select | poll | epoll | auto (default auto)
+  --mode MODE       sync (loopSync on this thread) | thread (loop() on a native thread)
+                    (default sync)
+  -h, --help        show this help`;
+
+const HEAD_END = '\r\n\r\n';
+const MAX_HEAD = 64 * 1024;
+const MAX_BODY = 1024 * 1024;
+const FILE_CHUNK = 64 * 1024;
+
+const REASONS: Record<number, string> = {
+  200: 'OK',
+  400: 'Bad Request',
+  404: 'Not Found',
+  405: 'Method Not Allowed',
+  413: 'Content Too Large',
+  501: 'Not Implemented',
+};
+
+const CONTENT_TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.htm': 'text/html; charset=utf-8',
+  '.txt': 'text/plain; charset=utf-8',
+  '.md': 'text/markdown; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
+  '.json': 'application/json',
+  '.xml': 'application/xml',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+  '.jpg': 'image/jpeg',
+  '.jpeg': 'image/jpeg',
+  '.gif': 'image/gif',
+  '.ico': 'image/x-icon',
+  '.pdf': 'application/pdf',
+  '.wasm': 'application/wasm',
+};
+
+const HELLO_PAGE = Buffer.from(
+  '<!doctype html>\n<title>asyncore-http</title>\n' +
+    '<h1>Hello from asyncore-http</h1>\n<p>An HTTP/1.1 server on AsyncChat. Start it with --root DIR to serve files.</p>\n',
+);
+
+interface Request {
+  method: string;
+  target: string;
+  version: '1.0' | '1.1';
+  headers: Map<string, string>;
+}
+
+/** The request line and header fields, or the reason they are malformed. */
+function parseHead(head: string): Request | string {
+  const [requestLine = '', ...fieldLines] = head.split('\r\n');
+  const match = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+) (\S+) HTTP\/1\.([01])$/.exec(requestLine);
+  if (match === null) return `malformed request line ${JSON.stringify(requestLine.slice(0, 100))}`;
+  const headers = new Map<string, string>();
+  for (const line of fieldLines) {
+    const field = /^([^:\s]+):[ \t]*(.*?)[ \t]*$/.exec(line);
+    if (field === null) return `malformed header line ${JSON.stringify(line.slice(0, 100))}`;
+    const name = (field[1] as string).toLowerCase();
+    const previous = headers.get(name);
+    headers.set(name, previous === undefined ? (field[2] as string) : `${previous}, ${field[2] as string}`);
+  }
+  return { method: match[1] as string, target: match[2] as string, version: match[3] === '0' ? '1.0' : '1.1', headers };
+}
+
+function wantsKeepAlive(request: Request): boolean {
+  const connection = (request.headers.get('connection') ?? '').toLowerCase();
+  return request.version === '1.1' ? !/\bclose\b/.test(connection) : /\bkeep-alive\b/.test(connection);
+}
+
+/** Streams `size` bytes of an open file, FILE_CHUNK at a time; closes it at the end. */
+class FileProducer implements Producer {
+  #fd: number | null;
+  #left: number;
+
+  constructor(fd: number, size: number) {
+    this.#fd = fd;
+    this.#left = size;
+  }
+
+  more(): Uint8Array {
+    if (this.#fd === null || this.#left === 0) {
+      this.close();
+      return new Uint8Array(0);
+    }
+    const chunk = Buffer.allocUnsafe(Math.min(FILE_CHUNK, this.#left));
+    const got = readSync(this.#fd, chunk, 0, chunk.length, null);
+    // Content-Length is already on its way: a file that shrank can only end the connection.
+    if (got === 0) throw new Error(`file shrank while being sent (${this.#left} bytes missing)`);
+    this.#left -= got;
+    return chunk.subarray(0, got);
+  }
+
+  close(): void {
+    if (this.#fd !== null) closeSync(this.#fd);
+    this.#fd = null;
+  }
+}
+
+/** Maps a request target to a regular file under root, or null. Nothing outside root is ever served. */
+function fileFor(root: string, target: string): string | null {
+  const path = target.split(/[?#]/, 1)[0] ?? '';
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(path);
+  } catch {
+    return null;
+  }
+  if (!decoded.startsWith('/') || decoded.includes('\0')) return null;
+  let real: string;
+  try {
+    // realpath resolves '..' and symlinks alike; then the prefix check decides.
+    real = realpathSync(join(root, decoded));
+    if (statSync(real).isDirectory()) real = realpathSync(join(real, 'index.html'));
+  } catch {
+    return null;
+  }
+  if (real !== root && !real.startsWith(root + sep)) return null;
+  return statSync(real).isFile() ? real : null;
+}
+
+class HttpChannel extends AsyncChat {
+  /** The request whose body is being read (and thrown away), if any. */
+  #request: Request | null = null;
+  #collected = 0;
+  /** After an error or "Connection: close": input is ignored until the channel closes. */
+  #finished = false;
+  readonly #producers = new Set<FileProducer>();
+
+  constructor(
+    sock: Socket,
+    readonly root: string | null,
+    readonly peer: string,
+  ) {
+    super(sock);
+    this.maxIncomingBuffer = MAX_BODY;
+    this.setTerminator(HEAD_END);
+  }
+
+  override collectIncomingData(data: Buffer): void {
+    if (this.#finished) return;
+    this.#collected += data.length;
+    if (this.#request === null && this.#collected > MAX_HEAD) {
+      this.#fail(413, 'the request head is over 64 KiB');
+      return;
+    }
+    this.collectIntoIncoming(data);
+  }
+
+  override foundTerminator(): void {
+    if (this.#finished) return;
+    const data = this.takeIncoming();
+    this.#collected = 0;
+    if (this.#request !== null) {
+      // The body has been read: answer, and look for the next request head.
+      const request = this.#request;
+      this.#request = null;
+      this.setTerminator(HEAD_END);
+      this.#answer(request);
+      return;
+    }
+    // Stray CRLFs between requests are allowed (RFC 9112, 2.2).
+    const head = data.toString('latin1').replace(/^(\r\n)+/, '');
+    if (head === '') return;
+    const request = parseHead(head);
+    if (typeof request === 'string') return this.#fail(400, request);
+    if (request.headers.has('transfer-encoding')) return this.#fail(501, 'chunked request bodies are not supported');
+    const length = request.headers.get('content-length') ?? '0';
+    if (!/^\d+$/.test(length)) return this.#fail(400, `bad Content-Length ${JSON.stringify(length)}`);
+    if (Number(length) > MAX_BODY) return this.#fail(413, `the body is over ${MAX_BODY} bytes`);
+    if (Number(length) > 0) {
+      this.#request = request;
+      this.setTerminator(Number(length));
+    } else {
+      this.#answer(request);
+    }
+  }
+
+  #answer(request: Request): void {
+    const keepAlive = wantsKeepAlive(request);
+    const headOnly = request.method === 'HEAD';
+    if (request.method !== 'GET' && !headOnly) {
+      this.#reply(request, 405, { keepAlive, headOnly, extra: { Allow: 'GET, HEAD' } });
+    } else if (this.root === null) {
+      const found = request.target.split('?')[0] === '/';
+      this.#reply(request, found ? 200 : 404, { keepAlive, headOnly, body: found ? HELLO_PAGE : undefined });
+    } else {
+      const file = fileFor(this.root, request.target);
+      if (file === null) {
+        this.#reply(request, 404, { keepAlive, headOnly });
+      } else {
+        const fd = openSync(file, 'r');
+        const size = fstatSync(fd).size;
+        const type = CONTENT_TYPES[extname(file).toLowerCase()] ?? 'application/octet-stream';
+        this.#reply(request, 200, { keepAlive, headOnly, length: size, type });
+        if (headOnly) {
+          closeSync(fd);
+        } else {
+          const producer = new FileProducer(fd, size);
+          this.#producers.add(producer);
+          this.pushWithProducer(producer);
+        }
+      }
+    }
+    if (!keepAlive) this.#finish();
+  }
+
+  /** Pushes a status line and headers, and the body unless it is a file (the caller streams that). */
+  #reply(
+    request: Request | null,
+    status: number,
+    options: {
+      keepAlive: boolean;
+      headOnly: boolean;
+      body?: Buffer | undefined;
+      length?: number;
+      type?: string;
+      extra?: Record<string, string>;
+    },
+  ): void {
+    const reason = REASONS[status] ?? 'Unknown';
+    const body = options.body ?? (options.length === undefined ? Buffer.from(`${status} ${reason}\n`) : undefined);
+    const length = options.length ?? body?.length ?? 0;
+    const headers: Record<string, string> = {
+      Date: new Date().toUTCString(),
+      Server: 'asyncore-http',
+      'Content-Type': options.type ?? (status === 200 ? 'text/html; charset=utf-8' : 'text/plain; charset=utf-8'),
+      'Content-Length': String(length),
+      Connection: options.keepAlive ? 'keep-alive' : 'close',
+      ...options.extra,
+    };
+    const lines = [`HTTP/1.1 ${status} ${reason}`, ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`)];
+    this.push(Buffer.from(`${lines.join('\r\n')}\r\n\r\n`, 'latin1'));
+    if (body !== undefined && !options.headOnly) this.push(body);
+    const line = request === null ? '-' : `${request.method} ${request.target} HTTP/${request.version}`;
+    process.stderr.write(`${this.peer} "${line.slice(0, 200)}" ${status} ${length}\n`);
+  }
+
+  /** An error reply, then the connection closes: after a bad request the stream cannot be trusted. */
+  #fail(status: number, why: string): void {
+    process.stderr.write(`${this.peer} ${why}\n`);
+    this.#reply(null, status, { keepAlive: false, headOnly: false });
+    this.#finish();
+  }
+
+  /** No more requests on this connection: close it once the replies are sent. */
+  #finish(): void {
+    this.#finished = true;
+    this.setTerminator(null);
+    this.takeIncoming();
+    this.closeWhenDone();
+  }
+
+  override close(): void {
+    super.close();
+    // A file still being streamed when the peer went away.
+    for (const producer of this.#producers) producer.close();
+    this.#producers.clear();
+  }
+}
+
+class HttpServer extends Dispatcher {
+  constructor(
+    host: string,
+    port: number,
+    readonly root: string | null,
+  ) {
+    super();
+    this.createSocket(host.includes(':') ? AF_INET6 : AF_INET);
+    this.setReuseAddr();
+    this.bind([host, port]);
+    this.listen(1024);
+  }
+
+  override handleAccepted(sock: Socket, addr: Address): void {
+    sock.setsockopt(IPPROTO_TCP, TCP_NODELAY, 1);
+    new HttpChannel(sock, this.root, typeof addr === 'string' ? addr : `${addr[0]}:${addr[1]}`);
+  }
+
+  address(): string {
+    const name = this.socket instanceof Socket ? this.socket.getsockname() : '?';
+    return typeof name === 'string' ? name : `${name[0]}:${name[1]}`;
+  }
+}
+
+function usageError(message: string): never {
+  process.stderr.write(`asyncore-http: ${message}\n\n${USAGE}\n`);
+  process.exit(2);
+}
+
+function main(): void {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      options: {
+        host: { type: 'string', default: '127.0.0.1' },
+        port: { type: 'string', default: '8000' },
+        root: { type: 'string' },
+        backend: { type: 'string', default: 'auto' },
+        mode: { type: 'string', default: 'sync' },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (err) {
+    usageError(err instanceof Error ? err.message : String(err));
+  }
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return;
+  }
+  const port = Number(values.port);
+  if (!/^\d+$/.test(values.port) || port > 65535) usageError(`--port must be 0-65535, not ${values.port}`);
+  const backends = ['auto', ...availableBackends()];
+  if (!backends.includes(values.backend)) {
+    usageError(`--backend ${values.backend} is not available here (available: ${backends.join(', ')})`);
+  }
+  if (values.mode !== 'sync' && values.mode !== 'thread') usageError(`--mode must be sync or thread, not ${values.mode}`);
+  let root: string | null = null;
+  if (values.root !== undefined) {
+    try {
+      root = realpathSync(values.root);
+    } catch {
+      usageError(`--root ${values.root} does not exist`);
+    }
+    if (!statSync(root).isDirectory()) usageError(`--root ${values.root} is not a directory`);
+  }
+
+  let server: HttpServer;
+  try {
+    server = new HttpServer(values.host, port, root);
+  } catch (err) {
+    process.stderr.write(`asyncore-http: cannot listen on ${values.host}:${port}: ${(err as Error).message}\n`);
+    process.exit(1);
+  }
+  const stop = (): void => closeAll();
+  // Inside loopSync, Node's signal listeners cannot run: a dispatcher on a wake-up pipe can.
+  new SignalDispatcher(['SIGINT', 'SIGTERM'], stop);
+  const options: LoopOptions = { backend: values.backend as LoopOptions['backend'], timeout: 30 };
+  const backend = values.backend === 'auto' ? availableBackends()[0] : values.backend;
+  process.stdout.write(`listening on ${server.address()} (backend ${backend}, mode ${values.mode})\n`);
+
+  if (values.mode === 'sync') {
+    loopSync(options);
+  } else {
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+    loop(options).then(
+      () => process.removeListener('SIGINT', stop).removeListener('SIGTERM', stop),
+      (err: unknown) => {
+        process.stderr.write(`asyncore-http: ${String(err)}\n`);
+        process.exitCode = 1;
+      },
+    );
+  }
+}
+
+main();
