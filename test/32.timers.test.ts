@@ -143,6 +143,24 @@ describe.each(MODES)('callLater under the %s loop', (mode) => {
     expect(elapsed).toBeLessThan(1000);
   });
 
+  it('lets fn schedule the next call, whose deadline bounds the following wait', async () => {
+    const { map } = stage();
+    const start = performance.now();
+    const ticks: number[] = [];
+    // A periodic task in the pyftpdlib style: each run schedules the next one.
+    const tick = (): void => {
+      ticks.push(performance.now() - start);
+      if (ticks.length < 4) callLater(0.02, tick, map);
+      else closeAll(map);
+    };
+    callLater(0.02, tick, map);
+    await runLoop(mode, { map, timeout: 30 });
+    expect(ticks).toHaveLength(4);
+    ticks.forEach((afterMs, i) => expect(afterMs).toBeGreaterThanOrEqual(20 * (i + 1)));
+    // Safety net: a wait not bounded by the new deadline would last until the 5 s backstop.
+    expect(performance.now() - start).toBeLessThan(1000);
+  });
+
   it('logs an exception from fn to stderr and goes on', async () => {
     const { map } = stage();
     const logged: string[] = [];
