@@ -120,28 +120,37 @@ async function cycles(
   return { before, after: openFds(), failures };
 }
 
+/**
+ * No more fds than before. Fewer is not a leak: a sync reactor left by an earlier test in this
+ * file is closed only when the garbage collector finalizes it (see the fresh-map cases), and
+ * that may happen in the middle of a later test.
+ */
+function expectNoLeak(before: number, after: number): void {
+  expect(after).toBeLessThanOrEqual(before);
+}
+
 describe.each(BACKENDS)('fd leaks with backend %s', (backend) => {
-  it('2000 cycles under loopSync leave the fd count unchanged', async () => {
+  it('2000 cycles under loopSync leave no fd behind', async () => {
     const { before, after, failures } = await cycles('sync', backend, 2000, false);
     expect(failures).toBe(0);
-    expect(after).toBe(before);
+    expectNoLeak(before, after);
   });
 
-  it('500 cycles under loop() leave the fd count unchanged', async () => {
+  it('500 cycles under loop() leave no fd behind', async () => {
     const { before, after, failures } = await cycles('thread', backend, 500, false);
     expect(failures).toBe(0);
-    expect(after).toBe(before);
+    expectNoLeak(before, after);
   });
 
-  it('200 cycles under loopSync, each on a fresh private map, leave the fd count unchanged', async () => {
+  it('200 cycles under loopSync, each on a fresh private map, leave no fd behind', async () => {
     const { before, after, failures } = await cycles('sync', backend, 200, true);
     expect(failures).toBe(0);
-    expect(after).toBe(before);
+    expectNoLeak(before, after);
   });
 
-  it('100 cycles under loop(), each on a fresh private map, leave the fd count unchanged', async () => {
+  it('100 cycles under loop(), each on a fresh private map, leave no fd behind', async () => {
     const { before, after, failures } = await cycles('thread', backend, 100, true);
     expect(failures).toBe(0);
-    expect(after).toBe(before);
+    expectNoLeak(before, after);
   });
 });
