@@ -25,7 +25,8 @@ import { recvExactly, removeUnixPath, whenReady } from './fixtures/h1-util.js';
 import { FAMILIES, type Family } from './helpers.js';
 
 const EINPROGRESS = 115;
-// O_CLOEXEC as /proc/<pid>/fdinfo prints it (octal flags).
+// File status flags as /proc/<pid>/fdinfo prints them (octal).
+const O_NONBLOCK = 0o4000;
 const O_CLOEXEC = 0o2000000;
 
 /** Every socket a test opened, closed afterwards even when the test failed half-way. */
@@ -118,11 +119,13 @@ describe.each(FAMILIES)('Socket over $name', (family) => {
     expect(captureError(() => listener.accept())).toMatchObject({ code: 'EAGAIN', syscall: 'accept' });
   });
 
-  it('creates sockets non-blocking and close-on-exec', () => {
+  it('creates sockets non-blocking and close-on-exec, accepted ones too', () => {
     const sock = track(new Socket(family.family));
-    expect(fdFlags(sock.fileno()) & O_CLOEXEC).toBe(O_CLOEXEC);
     const { server } = connectedPair(family);
-    expect(fdFlags(server.fileno()) & O_CLOEXEC).toBe(O_CLOEXEC);
+    for (const fd of [sock.fileno(), server.fileno()]) {
+      expect(fdFlags(fd) & O_NONBLOCK).toBe(O_NONBLOCK);
+      expect(fdFlags(fd) & O_CLOEXEC).toBe(O_CLOEXEC);
+    }
   });
 
   it('sets and reads socket options', () => {

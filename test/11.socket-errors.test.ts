@@ -68,7 +68,10 @@ describe('arguments of the wrong type throw TypeError', () => {
     ['recv("10")', (s) => callUntyped(s, 'recv', '10')],
     ['recv(1.5)', (s) => callUntyped(s, 'recv', 1.5)],
     ['listen("5")', (s) => callUntyped(s, 'listen', '5')],
-    ['setsockopt(SOL_SOCKET, SO_REUSEADDR, "yes")', (s) => callUntyped(s, 'setsockopt', SOL_SOCKET, SO_REUSEADDR, 'yes')],
+    [
+      'setsockopt(SOL_SOCKET, SO_REUSEADDR, "yes")',
+      (s) => callUntyped(s, 'setsockopt', SOL_SOCKET, SO_REUSEADDR, 'yes'),
+    ],
     ['getsockopt("SOL_SOCKET", 2)', (s) => callUntyped(s, 'getsockopt', 'SOL_SOCKET', 2)],
     ['shutdown("both")', (s) => callUntyped(s, 'shutdown', 'both')],
     ['sendto("x", 8080)', (s) => callUntyped(s, 'sendto', 'x', 8080)],

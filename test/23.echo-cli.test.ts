@@ -44,7 +44,11 @@ async function startEcho(args: string[]): Promise<Awaited<ReturnType<typeof star
   return server;
 }
 
-async function pythonClient(host: string, port: number, size: number): Promise<{ code: number | string; stdout: string }> {
+async function pythonClient(
+  host: string,
+  port: number,
+  size: number,
+): Promise<{ code: number | string; stdout: string }> {
   return run('python3', ['-c', PY_CLIENT, host, String(port), String(size)], { timeoutMs: 20_000 });
 }
 
@@ -82,9 +86,10 @@ describe('asyncore-echo', () => {
     expect(client.code).toBe(0);
     child.kill('SIGINT');
     expect(await waitExit(child, 5000)).toBe(0);
+    const traceLine = /^#\d+ poll read=\[[\d,]*\] write=\[[\d,]*\] except=\[[\d,]*\] waited [\d.]+ ms -> ready /;
     const traceLines = output()
       .split('\n')
-      .filter((line) => /^#\d+ poll read=\[[\d,]*\] write=\[[\d,]*\] except=\[[\d,]*\] waited [\d.]+ ms -> ready /.test(line));
+      .filter((line) => traceLine.test(line));
     expect(traceLines.length).toBeGreaterThan(1);
     // The iterations are numbered in order.
     const numbers = traceLines.map((line) => Number(/^#(\d+)/.exec(line)?.[1]));

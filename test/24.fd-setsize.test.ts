@@ -62,11 +62,14 @@ describe('with fds above FD_SETSIZE', () => {
     expect(high.length, childOutput).toBe(11);
   });
 
-  it.each(['sync', 'thread'] as const)('select throws a RangeError naming the fd and suggesting poll/epoll (%s)', (mode) => {
-    const { fd, outcome } = report.select[mode];
-    expect(fd).toBeGreaterThanOrEqual(FD_SETSIZE);
-    expect(expectSelectRangeError(outcome)).toBe(fd);
-  });
+  it.each(['sync', 'thread'] as const)(
+    'select throws a RangeError naming the fd and suggesting poll/epoll (%s)',
+    (mode) => {
+      const { fd, outcome } = report.select[mode];
+      expect(fd).toBeGreaterThanOrEqual(FD_SETSIZE);
+      expect(expectSelectRangeError(outcome)).toBe(fd);
+    },
+  );
 
   it('loop() with select says the same when even its own wake-up fd is above the limit', () => {
     // No fd below 1024 is free here, so the loop's own eventfd gets a number select cannot hold.
