@@ -10,6 +10,7 @@ import {
   type Address,
   Dispatcher,
   DispatcherWithSend,
+  ExitNow,
   type LoopOptions,
   SOCK_STREAM,
   SOL_SOCKET,
@@ -338,6 +339,34 @@ describe.each(MATRIX)('BaseTestAPI over $name', ({ backend, family, mode }) => {
     expect(handled).toBeInstanceOf(DivisionByZero);
     // handleError did not close it, so it is still served.
     expect(map.get(socketOf(client).fileno())).toBe(client);
+  });
+
+  it('ExitNow from a handler leaves the loop past handleError, and the map stays usable', async () => {
+    let errorsHandled = 0;
+    class QuittingClient extends BaseClient {
+      quit = true;
+      override handleWrite(): void {
+        if (this.quit) throw new ExitNow('stop here');
+        this.flag = true;
+      }
+      override handleError(): void {
+        errorsHandled++;
+      }
+    }
+    const server = new BaseServer(family, map);
+    const client = new QuittingClient(family, server.address, map);
+    let escaped: unknown;
+    try {
+      await runLoop(mode, { backend, map, timeout: 1, count: 10 });
+    } catch (err) {
+      escaped = err;
+    }
+    expect(escaped).toBeInstanceOf(ExitNow);
+    expect(errorsHandled).toBe(0);
+    expect(map.get(socketOf(client).fileno())).toBe(client);
+    // The next loop call on the same map carries on.
+    client.quit = false;
+    await waitForFlag(client);
   });
 
   it('keeps connected / accepting / connecting / addr up to date', async () => {
