@@ -112,9 +112,15 @@ class FileProducer implements Producer {
   #fd: number | null;
   #left: number;
 
-  constructor(fd: number, size: number) {
+  /** `openFiles` lists the producers of a channel, so that closing the channel closes their files. */
+  constructor(
+    fd: number,
+    size: number,
+    readonly openFiles: Set<FileProducer>,
+  ) {
     this.#fd = fd;
     this.#left = size;
+    openFiles.add(this);
   }
 
   more(): Uint8Array {
@@ -133,6 +139,7 @@ class FileProducer implements Producer {
   close(): void {
     if (this.#fd !== null) closeSync(this.#fd);
     this.#fd = null;
+    this.openFiles.delete(this);
   }
 }
 
@@ -161,10 +168,10 @@ function fileFor(root: string, target: string): string | null {
 class HttpChannel extends AsyncChat {
   /** The request whose body is being read (and thrown away), if any. */
   #request: Request | null = null;
-  #collected = 0;
+  #headSize = 0;
   /** After an error or "Connection: close": input is ignored until the channel closes. */
   #finished = false;
-  readonly #producers = new Set<FileProducer>();
+  readonly #openFiles = new Set<FileProducer>();
 
   constructor(
     sock: Socket,
@@ -177,19 +184,17 @@ class HttpChannel extends AsyncChat {
   }
 
   override collectIncomingData(data: Buffer): void {
-    if (this.#finished) return;
-    this.#collected += data.length;
-    if (this.#request === null && this.#collected > MAX_HEAD) {
-      this.#fail(413, 'the request head is over 64 KiB');
-      return;
-    }
+    // A body is only read to stay in step with the stream: no method served here uses one.
+    if (this.#finished || this.#request !== null) return;
+    this.#headSize += data.length;
+    if (this.#headSize > MAX_HEAD) return this.#fail(413, 'the request head is over 64 KiB');
     this.collectIntoIncoming(data);
   }
 
   override foundTerminator(): void {
     if (this.#finished) return;
     const data = this.takeIncoming();
-    this.#collected = 0;
+    this.#headSize = 0;
     if (this.#request !== null) {
       // The body has been read: answer, and look for the next request head.
       const request = this.#request;
@@ -232,13 +237,8 @@ class HttpChannel extends AsyncChat {
         const size = fstatSync(fd).size;
         const type = CONTENT_TYPES[extname(file).toLowerCase()] ?? 'application/octet-stream';
         this.#reply(request, 200, { keepAlive, headOnly, length: size, type });
-        if (headOnly) {
-          closeSync(fd);
-        } else {
-          const producer = new FileProducer(fd, size);
-          this.#producers.add(producer);
-          this.pushWithProducer(producer);
-        }
+        if (headOnly) closeSync(fd);
+        else this.pushWithProducer(new FileProducer(fd, size, this.#openFiles));
       }
     }
     if (!keepAlive) this.#finish();
@@ -293,8 +293,7 @@ class HttpChannel extends AsyncChat {
   override close(): void {
     super.close();
     // A file still being streamed when the peer went away.
-    for (const producer of this.#producers) producer.close();
-    this.#producers.clear();
+    for (const producer of this.#openFiles) producer.close();
   }
 }
 
