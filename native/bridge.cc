@@ -129,7 +129,7 @@ class ThreadLoop : public Napi::ObjectWrap<ThreadLoop> {
     }
   }
 
-  static void OnTeardown(ThreadLoop* self) { self->Shutdown(); }
+  static void OnTeardown(ThreadLoop* self) { self->Shutdown(/*from_cleanup_hook=*/true); }
 
   // Valid only in the JS turn; the polling thread is parked then.
   LoopCore* JsTurnCore(Napi::Env env) {
@@ -213,7 +213,9 @@ class ThreadLoop : public Napi::ObjectWrap<ThreadLoop> {
 
   // Stops and joins the thread, then releases the thread-safe function. Idempotent; runs
   // from stop(), the environment cleanup hook or the destructor, whichever comes first.
-  void Shutdown() {
+  // The hook must not remove itself: node-addon-api frees the hook's data after it runs,
+  // and Remove() would free it a first time (a double free at every worker teardown).
+  void Shutdown(bool from_cleanup_hook = false) {
     if (core_ == nullptr) return;
     {
       std::lock_guard<std::mutex> lock(core_->mutex);
@@ -222,7 +224,7 @@ class ThreadLoop : public Napi::ObjectWrap<ThreadLoop> {
     core_->turn_changed.notify_one();
     core_->reactor->Wake();
     if (thread_.joinable()) thread_.join();
-    cleanup_.Remove(Env());
+    if (!from_cleanup_hook) cleanup_.Remove(Env());
     batches_.Release();
     core_.reset();
   }

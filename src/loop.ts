@@ -529,13 +529,19 @@ export function loop(options: LoopOptions = {}): LoopPromise {
   let iteration = 0;
   let done = false;
   let lists: { read: number[]; write: number[]; except: number[] } | null = null;
+  // When the current iteration's wait times out. A wake-up with nothing ready resumes the
+  // same wait, not a fresh one: frequent wake-ups must not postpone the timeout forever.
+  let waitDeadline: number | null = null;
 
   function startWait(): void {
     poller.updateInterest(map);
     if (trace !== undefined) lists = poller.interestLists();
     poller.inTurn = false;
     poller.forgotOutsideTurn = false;
-    thread.resume(waitMs(map, loopTimeoutMs));
+    const now = performance.now();
+    waitDeadline ??= loopTimeoutMs < 0 ? Infinity : now + loopTimeoutMs;
+    const remaining = waitDeadline === Infinity ? -1 : Math.max(0, Math.ceil(waitDeadline - now));
+    thread.resume(waitMs(map, remaining));
   }
 
   function finish(err?: unknown): void {
@@ -568,6 +574,7 @@ export function loop(options: LoopOptions = {}): LoopPromise {
           trace(poller.trace(iteration, lists, count_, waited, performance.now() - started));
         }
         iteration++;
+        waitDeadline = null;
       }
       if (map.size === 0 || (count !== undefined && iteration >= count)) finish();
       else startWait();
