@@ -3,7 +3,16 @@
 // out of the root (.., %2e%2e, symlinks).
 import { type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { type Server, connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -84,6 +93,33 @@ describe.each(MODES.map((mode) => ({ mode, backend: mode === 'sync' ? 'select' :
       const result = await curl('-o', out, '-w', '%{http_code} %{size_download} %{content_type}', `${url}/big.bin`);
       expect(result.stdout).toBe(`200 ${big.length} application/octet-stream`);
       expect(sha256(readFileSync(out))).toBe(sha256(big));
+    });
+
+    it('closes the file when a download completes, and when the client goes away mid-way', async () => {
+      const pid = server.child.pid as number;
+      const openBigFiles = (): number =>
+        readdirSync(`/proc/${pid}/fd`).filter((fd) => {
+          try {
+            return readlinkSync(`/proc/${pid}/fd/${fd}`) === join(root, 'big.bin');
+          } catch {
+            return false; // closed while we looked
+          }
+        }).length;
+      await curl('-o', '/dev/null', `${url}/big.bin`);
+      expect(openBigFiles()).toBe(0);
+      // Read the first bytes of the file, then hang up while the server is still streaming.
+      await new Promise<void>((resolve, reject) => {
+        const socket = connect(server.port, '127.0.0.1', () => socket.write('GET /big.bin HTTP/1.1\r\n\r\n'));
+        socket.once('data', () => {
+          socket.resetAndDestroy();
+          resolve();
+        });
+        socket.on('error', reject);
+      });
+      for (let waited = 0; openBigFiles() > 0 && waited < 5000; waited += 20) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      expect(openBigFiles()).toBe(0);
     });
 
     it('keeps the connection alive across requests (HTTP/1.1 default)', async () => {
@@ -240,5 +276,27 @@ describe('asyncore-http as a command', () => {
     const result = await run(process.execPath, [join(DIST, 'cli', 'http.js'), '--port', String(port)]);
     expect(result.code).toBe(1);
     expect(result.stderr).toMatch(new RegExp(`cannot listen on 127\\.0\\.0\\.1:${port}: bind EADDRINUSE`));
+  });
+});
+
+// Documents a bug in test/helpers.ts (reported to the lead): run() writes the (empty) input to
+// the child's stdin without an 'error' listener, so a child that exits before that write is
+// flushed (curl, or this CLI on a bad flag) raises EPIPE as an uncaught exception, which
+// vitest then pins on whichever test is running. Fix: child.stdin.on('error', () => {}) in run().
+describe('test helpers', () => {
+  it('run() survives children that exit before reading their stdin', async () => {
+    const uncaught: unknown[] = [];
+    const record = (err: unknown): void => {
+      uncaught.push(err);
+    };
+    process.prependListener('uncaughtException', record);
+    try {
+      const results = await Promise.all(Array.from({ length: 50 }, () => run('true', [])));
+      expect(results.every((r) => r.code === 0)).toBe(true);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    } finally {
+      process.removeListener('uncaughtException', record);
+    }
+    expect(uncaught.map(String)).toEqual([]);
   });
 });
