@@ -107,6 +107,8 @@ function splitAll(stream: Buffer, term: Buffer): string[] {
 const byte = fc.constantFrom(0x61, 0x62, 0x0d, 0x0a, 0x2e);
 const bytes = (max: number): fc.Arbitrary<Buffer> =>
   fc.array(byte, { maxLength: max }).map((a) => Buffer.from(a));
+/** Up to `count` messages of up to `size` bytes each. */
+const messages = (size: number, count: number): fc.Arbitrary<Buffer[]> => fc.array(bytes(size), { maxLength: count });
 const stringTerminator = fc.array(byte, { minLength: 1, maxLength: 5 }).map((a) => Buffer.from(a));
 const terminator: fc.Arbitrary<Terminator> = fc.oneof(
   stringTerminator,
@@ -136,7 +138,7 @@ describe('AsyncChat framing, driven chunk by chunk', () => {
 
   it('with one terminator, the messages are the leftmost occurrences, as a plain splitter finds them', () => {
     fc.assert(
-      fc.property(fc.array(bytes(30), { maxLength: 12 }), stringTerminator, bytes(10), offsets, (parts, term, tail, cuts) => {
+      fc.property(messages(30, 12), stringTerminator, bytes(10), offsets, (parts, term, tail, cuts) => {
         const stream = Buffer.concat([...parts.flatMap((p) => [p, term]), tail]);
         const expected = splitAll(stream, term);
         expect(new ScriptedChat([stream], [term], map).run().messages).toEqual(expected);
@@ -148,7 +150,7 @@ describe('AsyncChat framing, driven chunk by chunk', () => {
 
   it('a length-prefixed protocol ("<n>\\n" then n bytes) reads back every record', () => {
     fc.assert(
-      fc.property(fc.array(bytes(50), { maxLength: 10 }), offsets, fc.integer({ min: 1, max: 64 }), (records, cuts, readSize) => {
+      fc.property(messages(50, 10), offsets, fc.integer({ min: 1, max: 64 }), (records, cuts, readSize) => {
         const stream = Buffer.concat(records.flatMap((r) => [Buffer.from(`${r.length}\n`), r]));
         const chat = new (class extends ScriptedChat {
           #header = true;
@@ -174,7 +176,7 @@ describe('AsyncChat framing, driven chunk by chunk', () => {
 
   it('maxIncomingBuffer stops the parse at the first message longer than the bound, however it is cut', () => {
     fc.assert(
-      fc.property(fc.array(bytes(40), { maxLength: 10 }), fc.integer({ min: 1, max: 30 }), offsets, (parts, bound, cuts) => {
+      fc.property(messages(40, 10), fc.integer({ min: 1, max: 30 }), offsets, (parts, bound, cuts) => {
         const term = Buffer.from('\r\n');
         const stream = Buffer.concat(parts.flatMap((p) => [p, term]));
         const messages = splitAll(stream, term);
@@ -241,8 +243,12 @@ describe('AsyncChat output, driven write event by write event', () => {
   const payload = fc.uint8Array({ maxLength: 2000 }).map((a) => Buffer.from(a));
   const operation = fc.oneof(
     payload.map((data) => ({ kind: 'push' as const, data })),
-    fc.tuple(payload, fc.integer({ min: 1, max: 700 })).map(([data, size]) => ({ kind: 'simple' as const, data, size })),
-    fc.array(fc.string({ unit: 'binary-ascii', maxLength: 50 }), { maxLength: 5 }).map((texts) => ({ kind: 'text' as const, texts })),
+    fc
+      .tuple(payload, fc.integer({ min: 1, max: 700 }))
+      .map(([data, size]) => ({ kind: 'simple' as const, data, size })),
+    fc
+      .array(fc.string({ unit: 'binary-ascii', maxLength: 50 }), { maxLength: 5 })
+      .map((texts) => ({ kind: 'text' as const, texts })),
   );
 
   it('sends exactly what was pushed, in order, then closes when asked', () => {
@@ -331,7 +337,7 @@ describe('AsyncChat framing through a real socket', () => {
   it('finds the same messages however the writer cuts the stream', async () => {
     await fc.assert(
       fc.asyncProperty(
-        fc.array(bytes(200), { maxLength: 30 }),
+        messages(200, 30),
         stringTerminator,
         fc.array(fc.integer({ min: 1, max: 50 }), { minLength: 1, maxLength: 20 }),
         fc.constantFrom('sync', 'thread'),

@@ -76,7 +76,8 @@ const CONTENT_TYPES: Record<string, string> = {
 
 const HELLO_PAGE = Buffer.from(
   '<!doctype html>\n<title>asyncore-http</title>\n' +
-    '<h1>Hello from asyncore-http</h1>\n<p>An HTTP/1.1 server on AsyncChat. Start it with --root DIR to serve files.</p>\n',
+    '<h1>Hello from asyncore-http</h1>\n' +
+    '<p>An HTTP/1.1 server on AsyncChat. Start it with --root DIR to serve files.</p>\n',
 );
 
 interface Request {
