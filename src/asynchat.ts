@@ -222,7 +222,8 @@ export class AsyncChat extends Dispatcher {
 
   #terminatorBytesOf(term: string | Uint8Array): Uint8Array {
     if (term !== this.#terminatorSource) {
-      this.#terminatorBytes = typeof term === 'string' ? encodeText(term, this.encoding) : term;
+      // A copy, as Python's bytes are immutable: the caller may reuse its array.
+      this.#terminatorBytes = typeof term === 'string' ? encodeText(term, this.encoding) : Buffer.from(term);
       this.#terminatorSource = term;
     }
     return this.#terminatorBytes;

@@ -420,6 +420,28 @@ describe('AsyncChat without a loop', () => {
     expect(chat.getTerminator()).toBe(12);
   });
 
+  it('keeps its own copy of a Uint8Array terminator, as Python bytes are immutable', () => {
+    const [ours, theirs] = socketpair();
+    const lines: string[] = [];
+    const chat = new (class extends AsyncChat {
+      #chunks: Buffer[] = [];
+      override collectIncomingData(data: Buffer): void {
+        this.#chunks.push(data);
+      }
+      override foundTerminator(): void {
+        lines.push(Buffer.concat(this.#chunks).toString());
+        this.#chunks = [];
+      }
+    })(ours, map);
+    const term = Buffer.from('\r\n');
+    chat.setTerminator(term);
+    term.fill('A');
+    theirs.send('oneAAtwo\r\nthree\r\n');
+    chat.handleRead();
+    expect(lines).toEqual(['oneAAtwo', 'three']);
+    theirs.close();
+  });
+
   it('has Python defaults', () => {
     const chat = new AsyncChat(null, map);
     expect(chat.acInBufferSize).toBe(65536);
