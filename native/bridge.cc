@@ -84,11 +84,13 @@ class ThreadLoop : public Napi::ObjectWrap<ThreadLoop> {
     if (!info[0].IsString()) throw Napi::TypeError::New(env, "backend must be a string");
     if (!info[1].IsFunction()) throw Napi::TypeError::New(env, "onBatch must be a function");
     int error = 0;
+    int wake_fd = -1;
     auto core = std::make_shared<LoopCore>();
     core->reactor = Reactor::Create(info[0].As<Napi::String>().Utf8Value(), &error);
-    if (core->reactor == nullptr || (error = core->reactor->EnableWakeups()) < 0) {
+    if (core->reactor == nullptr || (error = core->reactor->EnableWakeups(&wake_fd)) < 0) {
       Napi::Error failure = Napi::Error::New(env, "cannot create the reactor");
       failure.Set("errno", Napi::Number::New(env, -error));
+      failure.Set("fd", Napi::Number::New(env, wake_fd));
       throw failure;
     }
     core_ = core;
@@ -224,6 +226,9 @@ class ThreadLoop : public Napi::ObjectWrap<ThreadLoop> {
     core_->turn_changed.notify_one();
     core_->reactor->Wake();
     if (thread_.joinable()) thread_.join();
+    // Close the backend and wake-up fds now; the thread-safe function may keep the rest of
+    // the LoopCore until its finalizer runs, a turn of Node's loop later.
+    core_->reactor.reset();
     if (!from_cleanup_hook) cleanup_.Remove(Env());
     batches_.Release();
     core_.reset();

@@ -62,16 +62,17 @@ int Reactor::Poll(int64_t timeout_ms, bool* woken) {
   return count;
 }
 
-int Reactor::EnableWakeups() {
+int Reactor::EnableWakeups(int* fd) {
+  *fd = wake_fd_;
   if (wake_fd_ >= 0) return 0;
-  int fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (fd < 0) return -errno;
-  int status = SetInterest(fd, POLLIN);
+  *fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (*fd < 0) return -errno;
+  int status = SetInterest(*fd, POLLIN);
   if (status < 0) {
-    ::close(fd);
+    ::close(*fd);
     return status;
   }
-  wake_fd_ = fd;
+  wake_fd_ = *fd;
   return 0;
 }
 

@@ -45,8 +45,9 @@ class Reactor {
   const std::vector<ReadyEvent>& ready() const { return ready_; }
 
   // Creates the wake-up fd (eventfd) and watches it. Needed only when another thread
-  // will call Wake(). Returns 0 or -errno.
-  int EnableWakeups();
+  // will call Wake(). Returns 0 or -errno; *fd is the eventfd it tried (for messages:
+  // select refuses one >= FD_SETSIZE with -ERANGE).
+  int EnableWakeups(int* fd);
 
   // Thread-safe and async-signal-safe: makes the current or next Poll return at once.
   // Many calls before the wait notices cost one write (libuv's uv_async_send).

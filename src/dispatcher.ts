@@ -112,7 +112,8 @@ export class Dispatcher {
     if (this.accepting && this.addr !== null) status.push('listening');
     else if (this.connected) status.push('connected');
     if (this.addr !== null) {
-      status.push(typeof this.addr === 'string' ? this.addr : `${this.addr[0]}:${this.addr[1]}`);
+      // Python prints host:port, and the repr of anything else (a UNIX path, '').
+      status.push(typeof this.addr === 'string' ? `'${this.addr}'` : `${this.addr[0]}:${this.addr[1]}`);
     }
     return `<${status.join(' ')} at fd ${this._fileno ?? 'None'}>`;
   }
@@ -272,7 +273,7 @@ export class Dispatcher {
   }
 
   logInfo(message: unknown, type = 'info'): void {
-    if (!this.ignoreLogTypes.has(type)) console.log(`${type}: ${String(message)}`);
+    if (!this.ignoreLogTypes.has(type)) process.stdout.write(`${type}: ${String(message)}\n`);
   }
 
   // --- Predicates, asked every iteration -----------------------------------------------------

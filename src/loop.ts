@@ -413,7 +413,14 @@ function createReactor(backend: string): NativeReactor {
 }
 
 function nativeCreateError(err: unknown, backend: string): unknown {
-  const errno = (err as { errno?: unknown }).errno;
+  const { errno, fd } = err as { errno?: unknown; fd?: unknown };
+  if (errno === ERANGE && typeof fd === 'number') {
+    // loop() needs a wake-up fd of its own, and select() could not hold it.
+    return new RangeError(
+      `loop()'s wake-up fd ${fd} is beyond what select() can watch (FD_SETSIZE is ` +
+        `${native.constants.FD_SETSIZE}); use backend 'poll' or 'epoll'`,
+    );
+  }
   return typeof errno === 'number' && errno > 0 ? errnoError(-errno, backend === 'epoll' ? 'epoll_create1' : backend) : err;
 }
 
@@ -463,6 +470,8 @@ export function loopSync(options: LoopOptions = {}): void {
     }
   } finally {
     release(map);
+    // An emptied map needs no kernel state: free the backend (epoll's fd) now, not at GC.
+    if (map.size === 0) dropSyncState(map);
   }
 }
 
@@ -475,6 +484,7 @@ function pollOnce(timeout: number, map: SocketMap | undefined, backend: string):
     iterateSync(syncStateFor(target, backend), target, loopTimeoutMs, 0, undefined);
   } finally {
     release(target);
+    if (target.size === 0) dropSyncState(target);
   }
 }
 

@@ -119,6 +119,8 @@ export function run(
       clearTimeout(timer);
       resolve({ code: code ?? signal ?? -1, stdout, stderr });
     });
+    // A child may exit before reading its input: that EPIPE is not the test's failure.
+    child.stdin.on('error', () => undefined);
     child.stdin.end(options.input ?? '');
   });
 }
