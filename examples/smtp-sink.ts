@@ -158,7 +158,8 @@ export class SmtpSink extends Dispatcher {
 
   /** Where it listens, with the port the kernel picked for port 0. */
   get address(): [string, number] {
-    const name = (this.socket as Socket).getsockname();
+    if (!(this.socket instanceof Socket)) throw new Error('the sink is closed');
+    const name = this.socket.getsockname();
     return typeof name === 'string' ? [name, 0] : [name[0], name[1]];
   }
 

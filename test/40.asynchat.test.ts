@@ -88,7 +88,7 @@ class EchoServer extends Dispatcher {
   }
 
   get port(): number {
-    const name = (this.socket as Socket).getsockname();
+    const name = this.socket instanceof Socket ? this.socket.getsockname() : '';
     return typeof name === 'string' ? 0 : name[1];
   }
 
