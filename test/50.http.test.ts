@@ -279,10 +279,10 @@ describe('asyncore-http as a command', () => {
   });
 });
 
-// Documents a bug in test/helpers.ts (reported to the lead): run() writes the (empty) input to
-// the child's stdin without an 'error' listener, so a child that exits before that write is
-// flushed (curl, or this CLI on a bad flag) raises EPIPE as an uncaught exception, which
-// vitest then pins on whichever test is running. Fix: child.stdin.on('error', () => {}) in run().
+// A regression test for test/helpers.ts, which these tests lean on: run() once wrote the
+// (empty) input to the child's stdin without an 'error' listener, so a child that exited
+// before that write was flushed (curl, or this CLI on a bad flag) raised EPIPE as an uncaught
+// exception, which vitest then pinned on whichever test was running.
 describe('test helpers', () => {
   it('run() survives children that exit before reading their stdin', async () => {
     const uncaught: unknown[] = [];
