@@ -166,6 +166,15 @@ function fileFor(root: string, target: string): string | null {
   return statSync(real).isFile() ? real : null;
 }
 
+/** An fd for the file, or null when it cannot be opened (permissions, or it just vanished). */
+function openForReading(path: string): number | null {
+  try {
+    return openSync(path, 'r');
+  } catch {
+    return null;
+  }
+}
+
 class HttpChannel extends AsyncChat {
   /** The request whose body is being read (and thrown away), if any. */
   #request: Request | null = null;
@@ -231,10 +240,10 @@ class HttpChannel extends AsyncChat {
       this.#reply(request, found ? 200 : 404, { keepAlive, headOnly, body: found ? HELLO_PAGE : undefined });
     } else {
       const file = fileFor(this.root, request.target);
-      if (file === null) {
+      const fd = file === null ? null : openForReading(file);
+      if (file === null || fd === null) {
         this.#reply(request, 404, { keepAlive, headOnly });
       } else {
-        const fd = openSync(file, 'r');
         const size = fstatSync(fd).size;
         const type = CONTENT_TYPES[extname(file).toLowerCase()] ?? 'application/octet-stream';
         this.#reply(request, 200, { keepAlive, headOnly, length: size, type });
