@@ -43,9 +43,8 @@ function accepts(port: number): Promise<boolean> {
 async function startHttpServer(directory: string): Promise<{ child: ChildProcess; port: number }> {
   for (let attempt = 0; attempt < 3; attempt++) {
     const port = await freePort();
-    const child = spawn('python3', ['-m', 'http.server', '--bind', '127.0.0.1', String(port), '--directory', directory], {
-      stdio: 'ignore',
-    });
+    const args = ['-m', 'http.server', '--bind', '127.0.0.1', String(port), '--directory', directory];
+    const child = spawn('python3', args, { stdio: 'ignore' });
     const deadline = Date.now() + 10_000;
     while (child.exitCode === null && Date.now() < deadline) {
       if (await accepts(port)) return { child, port };

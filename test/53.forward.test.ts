@@ -165,6 +165,11 @@ function vmRssKb(pid: number): number {
 
 const sha256 = (data: Uint8Array): string => createHash('sha256').update(data).digest('hex');
 
+interface Forwarder {
+  pid: number;
+  port: number;
+}
+
 describe('asyncore-forward', () => {
   const children: ChildProcess[] = [];
 
@@ -175,10 +180,10 @@ describe('asyncore-forward', () => {
     return child;
   }
 
-  async function startForwarder(mode: Mode, remotePort: number, backend = 'auto'): Promise<{ pid: number; port: number }> {
-    const fwd = await startCli('forward', [
-      '-l', '127.0.0.1', '-p', '0', '-r', '127.0.0.1', '-P', String(remotePort), '--mode', mode, '--backend', backend,
-    ]);
+  async function startForwarder(mode: Mode, remotePort: number, backend = 'auto'): Promise<Forwarder> {
+    const local = ['-l', '127.0.0.1', '-p', '0'];
+    const remote = ['-r', '127.0.0.1', '-P', String(remotePort)];
+    const fwd = await startCli('forward', [...local, ...remote, '--mode', mode, '--backend', backend]);
     children.push(fwd.child);
     return { pid: fwd.child.pid as number, port: fwd.port };
   }
@@ -303,7 +308,8 @@ describe('asyncore-forward', () => {
   it('stops cleanly on SIGINT and SIGTERM in both modes, exit status 0', async () => {
     for (const mode of MODES) {
       for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-        const fwd = await startCli('forward', ['-l', '127.0.0.1', '-p', '0', '-r', '127.0.0.1', '-P', '9', '--mode', mode]);
+        const args = ['-l', '127.0.0.1', '-p', '0', '-r', '127.0.0.1', '-P', '9', '--mode', mode];
+        const fwd = await startCli('forward', args);
         children.push(fwd.child);
         fwd.child.kill(signal);
         expect(await waitExit(fwd.child)).toBe(0);
