@@ -154,16 +154,15 @@ function fileFor(root: string, target: string): string | null {
     return null;
   }
   if (!decoded.startsWith('/') || decoded.includes('\0')) return null;
-  let real: string;
   try {
     // realpath resolves '..' and symlinks alike; then the prefix check decides.
-    real = realpathSync(join(root, decoded));
+    let real = realpathSync(join(root, decoded));
     if (statSync(real).isDirectory()) real = realpathSync(join(real, 'index.html'));
+    const inside = real === root || real.startsWith(root.endsWith(sep) ? root : root + sep);
+    return inside && statSync(real).isFile() ? real : null;
   } catch {
-    return null;
+    return null; // it does not exist (or vanished meanwhile)
   }
-  if (real !== root && !real.startsWith(root + sep)) return null;
-  return statSync(real).isFile() ? real : null;
 }
 
 /** An fd for the file, or null when it cannot be opened (permissions, or it just vanished). */
