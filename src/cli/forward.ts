@@ -260,9 +260,10 @@ class Forwarder extends Dispatcher {
     process.stderr.write(`asyncore-forward: accept: ${describeError(err)}\n`);
   }
 
+  /** HOST:PORT, unbracketed even for IPv6, as asyncore-echo prints it (startCli reads it). */
   address(): string {
     const name = this.socket instanceof Socket ? this.socket.getsockname() : '?';
-    return formatAddress(name);
+    return typeof name === 'string' ? name : `${name[0]}:${name[1]}`;
   }
 }
 
