@@ -14,7 +14,6 @@ import {
   DispatcherWithSend,
   IPPROTO_TCP,
   type IterationTrace,
-  type LoopOptions,
   POLLERR,
   POLLHUP,
   POLLIN,
@@ -23,12 +22,8 @@ import {
   POLLPRI,
   Socket,
   TCP_NODELAY,
-  availableBackends,
-  closeAll,
-  loop,
-  loopSync,
 } from '../index.js';
-import { SignalDispatcher } from '../signals.js';
+import { Cli } from './common.js';
 
 const USAGE = `usage: asyncore-echo [options]
 
@@ -71,10 +66,8 @@ class EchoServer extends Dispatcher {
   }
 }
 
-function usageError(message: string): never {
-  process.stderr.write(`asyncore-echo: ${message}\n\n${USAGE}\n`);
-  process.exit(2);
-}
+// Explicitly typed, so TypeScript sees that cli.usageError() and cli.fail() never return.
+const cli: Cli = new Cli('asyncore-echo', USAGE);
 
 function eventNames(events: number): string {
   const names: [number, string][] = [
@@ -116,51 +109,24 @@ function main(): void {
       allowPositionals: false,
     }));
   } catch (err) {
-    usageError(err instanceof Error ? err.message : String(err));
+    cli.usageError(err instanceof Error ? err.message : String(err));
   }
   if (values.help) {
     process.stdout.write(`${USAGE}\n`);
     return;
   }
-  const port = Number(values.port);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) usageError(`--port must be 0-65535, not ${values.port}`);
-  const backends = ['auto', ...availableBackends()];
-  if (!backends.includes(values.backend)) {
-    usageError(`--backend ${values.backend} is not available here (available: ${backends.join(', ')})`);
-  }
-  if (values.mode !== 'sync' && values.mode !== 'thread') usageError(`--mode must be sync or thread, not ${values.mode}`);
+  const port = cli.port(values.port, '--port');
+  const backend = cli.backend(values.backend);
+  const mode = cli.mode(values.mode);
 
   let server: EchoServer;
   try {
     server = new EchoServer(values.host, port);
   } catch (err) {
-    process.stderr.write(`asyncore-echo: cannot listen on ${values.host}:${port}: ${(err as Error).message}\n`);
-    process.exit(1);
+    cli.fail(`cannot listen on ${values.host}:${port}: ${(err as Error).message}`);
   }
-  const stop = (): void => closeAll();
-  // Inside loopSync, Node's signal listeners cannot run: a dispatcher on a wake-up pipe can.
-  new SignalDispatcher(['SIGINT', 'SIGTERM'], stop);
-  const options: LoopOptions = {
-    backend: values.backend as LoopOptions['backend'],
-    timeout: 30,
-    ...(values.trace ? { trace: printTrace } : {}),
-  };
-  const backend = values.backend === 'auto' ? availableBackends()[0] : values.backend;
-  process.stdout.write(`listening on ${server.address()} (backend ${backend}, mode ${values.mode})\n`);
-
-  if (values.mode === 'sync') {
-    loopSync(options);
-  } else {
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-    loop(options).then(
-      () => process.removeListener('SIGINT', stop).removeListener('SIGTERM', stop),
-      (err: unknown) => {
-        process.stderr.write(`asyncore-echo: ${String(err)}\n`);
-        process.exitCode = 1;
-      },
-    );
-  }
+  process.stdout.write(`listening on ${server.address()} (backend ${Cli.backendName(backend)}, mode ${mode})\n`);
+  cli.serve(mode, { backend, timeout: 30, ...(values.trace ? { trace: printTrace } : {}) });
 }
 
 main();
