@@ -46,19 +46,24 @@ export class Cli {
   }
 
   /**
-   * Runs the loop over the global map until it is empty; SIGINT and SIGTERM close every
-   * dispatcher, which ends it. Under loopSync Node's signal listeners cannot run, so a
-   * dispatcher on a signal wake-up pipe does it; under loop() both ways work.
+   * Prints `announce` (the "listening on ..." line), then runs the loop over the global map
+   * until it is empty; SIGINT and SIGTERM close every dispatcher, which ends it. Under
+   * loopSync Node's signal listeners cannot run, so a dispatcher on a signal wake-up pipe
+   * does it; under loop() both ways work. The signals are caught before the line is
+   * printed, so whoever waits for it may signal at once.
    */
-  serve(mode: Mode, options: LoopOptions): void {
+  serve(mode: Mode, options: LoopOptions, announce: string): void {
     const stop = (): void => closeAll();
     new SignalDispatcher(['SIGINT', 'SIGTERM'], stop);
+    if (mode === 'thread') {
+      process.on('SIGINT', stop);
+      process.on('SIGTERM', stop);
+    }
+    process.stdout.write(`${announce}\n`);
     if (mode === 'sync') {
       loopSync(options);
       return;
     }
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
     loop(options).then(
       () => process.removeListener('SIGINT', stop).removeListener('SIGTERM', stop),
       (err: unknown) => {

@@ -125,8 +125,8 @@ function main(): void {
   } catch (err) {
     cli.fail(`cannot listen on ${values.host}:${port}: ${(err as Error).message}`);
   }
-  process.stdout.write(`listening on ${server.address()} (backend ${Cli.backendName(backend)}, mode ${mode})\n`);
-  cli.serve(mode, { backend, timeout: 30, ...(values.trace ? { trace: printTrace } : {}) });
+  const listening = `listening on ${server.address()} (backend ${Cli.backendName(backend)}, mode ${mode})`;
+  cli.serve(mode, { backend, timeout: 30, ...(values.trace ? { trace: printTrace } : {}) }, listening);
 }
 
 main();

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // asyncore-http: a small HTTP/1.1 file server on AsyncChat, the classic use of asynchat.
 //
-//   asyncore-http [--host 127.0.0.1] [--port 8000] [--root DIR] [--backend auto] [--mode sync]
+//   asyncore-http [--host 127.0.0.1] [--port 8000] [--root DIR] [--backend auto] [--mode sync] [--quiet]
 //
 // Each connection is an HttpChannel. The terminator '\r\n\r\n' frames a request head; a body
 // announced by Content-Length is then read with a numeric terminator. Replies go out through
@@ -19,16 +19,11 @@ import {
   AsyncChat,
   Dispatcher,
   IPPROTO_TCP,
-  type LoopOptions,
   type Producer,
   Socket,
   TCP_NODELAY,
-  availableBackends,
-  closeAll,
-  loop,
-  loopSync,
 } from '../index.js';
-import { SignalDispatcher } from '../signals.js';
+import { Cli } from './common.js';
 
 const USAGE = `usage: asyncore-http [options]
 
@@ -38,7 +33,11 @@ const USAGE = `usage: asyncore-http [options]
   --backend NAME    select | poll | epoll | auto (default auto)
   --mode MODE       sync (loopSync on this thread) | thread (loop() on a native thread)
                     (default sync)
+  --quiet           no access log (one stderr line per request otherwise)
   -h, --help        show this help`;
+
+// Explicitly typed, so TypeScript sees that cli.usageError() and cli.fail() never return.
+const cli: Cli = new Cli('asyncore-http', USAGE);
 
 const HEAD_END = '\r\n\r\n';
 const MAX_HEAD = 64 * 1024;
@@ -186,6 +185,7 @@ class HttpChannel extends AsyncChat {
     sock: Socket,
     readonly root: string | null,
     readonly peer: string,
+    readonly logRequests: boolean,
   ) {
     super(sock);
     this.maxIncomingBuffer = MAX_BODY;
@@ -280,13 +280,14 @@ class HttpChannel extends AsyncChat {
     const lines = [`HTTP/1.1 ${status} ${reason}`, ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`)];
     this.push(Buffer.from(`${lines.join('\r\n')}\r\n\r\n`, 'latin1'));
     if (body !== undefined && !options.headOnly) this.push(body);
+    if (!this.logRequests) return;
     const line = request === null ? '-' : `${request.method} ${request.target} HTTP/${request.version}`;
     process.stderr.write(`${this.peer} "${line.slice(0, 200)}" ${status} ${length}\n`);
   }
 
   /** An error reply, then the connection closes: after a bad request the stream cannot be trusted. */
   #fail(status: number, why: string): void {
-    process.stderr.write(`${this.peer} ${why}\n`);
+    if (this.logRequests) process.stderr.write(`${this.peer} ${why}\n`);
     this.#reply(null, status, { keepAlive: false, headOnly: false });
     this.#finish();
   }
@@ -311,6 +312,7 @@ class HttpServer extends Dispatcher {
     host: string,
     port: number,
     readonly root: string | null,
+    readonly logRequests: boolean,
   ) {
     super();
     this.createSocket(host.includes(':') ? AF_INET6 : AF_INET);
@@ -321,18 +323,14 @@ class HttpServer extends Dispatcher {
 
   override handleAccepted(sock: Socket, addr: Address): void {
     sock.setsockopt(IPPROTO_TCP, TCP_NODELAY, 1);
-    new HttpChannel(sock, this.root, typeof addr === 'string' ? addr : `${addr[0]}:${addr[1]}`);
+    const peer = typeof addr === 'string' ? addr : `${addr[0]}:${addr[1]}`;
+    new HttpChannel(sock, this.root, peer, this.logRequests);
   }
 
   address(): string {
     const name = this.socket instanceof Socket ? this.socket.getsockname() : '?';
     return typeof name === 'string' ? name : `${name[0]}:${name[1]}`;
   }
-}
-
-function usageError(message: string): never {
-  process.stderr.write(`asyncore-http: ${message}\n\n${USAGE}\n`);
-  process.exit(2);
 }
 
 function main(): void {
@@ -345,62 +343,40 @@ function main(): void {
         root: { type: 'string' },
         backend: { type: 'string', default: 'auto' },
         mode: { type: 'string', default: 'sync' },
+        quiet: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
       strict: true,
       allowPositionals: false,
     }));
   } catch (err) {
-    usageError(err instanceof Error ? err.message : String(err));
+    cli.usageError(err instanceof Error ? err.message : String(err));
   }
   if (values.help) {
     process.stdout.write(`${USAGE}\n`);
     return;
   }
-  const port = Number(values.port);
-  if (!/^\d+$/.test(values.port) || port > 65535) usageError(`--port must be 0-65535, not ${values.port}`);
-  const backends = ['auto', ...availableBackends()];
-  if (!backends.includes(values.backend)) {
-    usageError(`--backend ${values.backend} is not available here (available: ${backends.join(', ')})`);
-  }
-  if (values.mode !== 'sync' && values.mode !== 'thread') usageError(`--mode must be sync or thread, not ${values.mode}`);
+  const port = cli.port(values.port, '--port');
+  const backend = cli.backend(values.backend);
+  const mode = cli.mode(values.mode);
   let root: string | null = null;
   if (values.root !== undefined) {
     try {
       root = realpathSync(values.root);
     } catch {
-      usageError(`--root ${values.root} does not exist`);
+      cli.usageError(`--root ${values.root} does not exist`);
     }
-    if (!statSync(root).isDirectory()) usageError(`--root ${values.root} is not a directory`);
+    if (!statSync(root).isDirectory()) cli.usageError(`--root ${values.root} is not a directory`);
   }
 
   let server: HttpServer;
   try {
-    server = new HttpServer(values.host, port, root);
+    server = new HttpServer(values.host, port, root, !values.quiet);
   } catch (err) {
-    process.stderr.write(`asyncore-http: cannot listen on ${values.host}:${port}: ${(err as Error).message}\n`);
-    process.exit(1);
+    cli.fail(`cannot listen on ${values.host}:${port}: ${(err as Error).message}`);
   }
-  const stop = (): void => closeAll();
-  // Inside loopSync, Node's signal listeners cannot run: a dispatcher on a wake-up pipe can.
-  new SignalDispatcher(['SIGINT', 'SIGTERM'], stop);
-  const options: LoopOptions = { backend: values.backend as LoopOptions['backend'], timeout: 30 };
-  const backend = values.backend === 'auto' ? availableBackends()[0] : values.backend;
-  process.stdout.write(`listening on ${server.address()} (backend ${backend}, mode ${values.mode})\n`);
-
-  if (values.mode === 'sync') {
-    loopSync(options);
-  } else {
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-    loop(options).then(
-      () => process.removeListener('SIGINT', stop).removeListener('SIGTERM', stop),
-      (err: unknown) => {
-        process.stderr.write(`asyncore-http: ${String(err)}\n`);
-        process.exitCode = 1;
-      },
-    );
-  }
+  const listening = `listening on ${server.address()} (backend ${Cli.backendName(backend)}, mode ${mode})`;
+  cli.serve(mode, { backend, timeout: 30 }, listening);
 }
 
 main();
