@@ -53,6 +53,20 @@ const REASONS: Record<number, string> = {
   501: 'Not Implemented',
 };
 
+// The Date header changes once a second: format it once a second, as node:http does.
+let dateSecond = -1;
+let dateText = '';
+
+function httpDate(): string {
+  const now = Date.now();
+  const second = Math.floor(now / 1000);
+  if (second !== dateSecond) {
+    dateSecond = second;
+    dateText = new Date(now).toUTCString();
+  }
+  return dateText;
+}
+
 const CONTENT_TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
   '.htm': 'text/html; charset=utf-8',
@@ -270,7 +284,7 @@ class HttpChannel extends AsyncChat {
     const body = options.body ?? (options.length === undefined ? Buffer.from(`${status} ${reason}\n`) : undefined);
     const length = options.length ?? body?.length ?? 0;
     const headers: Record<string, string> = {
-      Date: new Date().toUTCString(),
+      Date: httpDate(),
       Server: 'asyncore-http',
       'Content-Type': options.type ?? (status === 200 ? 'text/html; charset=utf-8' : 'text/plain; charset=utf-8'),
       'Content-Length': String(length),
@@ -278,8 +292,9 @@ class HttpChannel extends AsyncChat {
       ...options.extra,
     };
     const lines = [`HTTP/1.1 ${status} ${reason}`, ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`)];
-    this.push(Buffer.from(`${lines.join('\r\n')}\r\n\r\n`, 'latin1'));
-    if (body !== undefined && !options.headOnly) this.push(body);
+    const head = Buffer.from(`${lines.join('\r\n')}\r\n\r\n`, 'latin1');
+    // Head and a small body in one push: one send() and one TCP segment, not two.
+    this.push(body !== undefined && !options.headOnly ? Buffer.concat([head, body]) : head);
     if (!this.logRequests) return;
     const line = request === null ? '-' : `${request.method} ${request.target} HTTP/${request.version}`;
     process.stderr.write(`${this.peer} "${line.slice(0, 200)}" ${status} ${length}\n`);
