@@ -2,7 +2,7 @@
 // The echo benchmark suite (issues 4, 5 and 6): asyncore-echo on every backend and mode
 // against node:net, Python 3.11's asyncore and a minimal C epoll server, on loopback.
 //
-//   node bench/run.mjs                 full run (3 runs per measurement, median), ~15 minutes
+//   node bench/run.mjs                 full run (3 windows per measurement, median), ~13 minutes
 //   node bench/run.mjs --quick         smoke run, ~1 minute
 //   node bench/run.mjs --only echo64,node-net   one scenario and/or some subjects
 //   node bench/run.mjs --list          print the plan and exit
@@ -37,6 +37,9 @@ const BASELINE = 'node-net';
 // Median CPU (in cores) that other processes used on the two cores during a measurement,
 // above which a table cell is marked as disturbed.
 const DISTURBED = 0.25;
+// A measurement disturbed by more than this (cores) is measured again, once, while the run is
+// within its time budget; the less disturbed attempt is kept.
+const RETRY_DISTURBED = 0.5;
 
 const USAGE = `usage: node bench/run.mjs [options]
 
@@ -45,9 +48,10 @@ const USAGE = `usage: node bench/run.mjs [options]
   --only TERMS       comma-separated: scenario ids (echo64, echo16k, idle, memory) and/or
                      substrings of subject ids (asyncore, epoll, thread, node-net, python, c-epoll)
   --runs N           measured windows per measurement, median reported (default 3; quick 1)
-  --duration S       seconds per window (default 2; quick 0.5)
+  --duration S       seconds per window (default 1.5; quick 0.5)
   --warmup S         warm-up seconds before the first window (default 0.5; quick 0.2)
   --out FILE         results file (default bench/RESULTS.md for a full run, else bench/out/RESULTS.md)
+  --nice N           niceness of servers and load generator (default 0; root may go below 0)
   --list             print the measurements that would run, and exit
   -h, --help         this text`;
 
@@ -146,10 +150,27 @@ function progress(line) {
   process.stderr.write(`${line}\n`);
 }
 
-/** `bash -c 'ulimit -n <hard>; exec taskset -c CPU cmd...'`: as many fds as allowed, one core. */
+/**
+ * `bash -c 'ulimit -n <hard>; exec nice -n N taskset -c CPU cmd...'`: as many fds as allowed,
+ * one core (N is --nice, default 0: other work on a shared machine keeps its share).
+ * The exec chain keeps the PID: it is the server's own, for /proc/PID.
+ */
+let niceness = 0;
 function pinned(cpu, command, stdin = 'ignore') {
-  const script = 'ulimit -n "$(ulimit -Hn)"; exec taskset -c "$0" "$@"';
-  return spawn('bash', ['-c', script, String(cpu), ...command], { cwd: ROOT, stdio: [stdin, 'pipe', 'pipe'] });
+  const script = `ulimit -n "$(ulimit -Hn)"; exec nice -n ${niceness} taskset -c "$0" "$@"`;
+  const child = spawn('bash', ['-c', script, String(cpu), ...command], { cwd: ROOT, stdio: [stdin, 'pipe', 'pipe'] });
+  children.add(child);
+  child.on('exit', () => children.delete(child));
+  return child;
+}
+
+// Every server and load generator still running, so that an interrupted run leaves none behind.
+const children = new Set();
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(signal, () => {
+    for (const child of children) child.kill('SIGKILL');
+    process.exit(130);
+  });
 }
 
 function vmRssKiB(pid) {
@@ -334,6 +355,8 @@ async function measureEcho(subject, point, timing) {
       latencyMeanUs: median(runs.map((r) => r.latency_mean_us)),
       latencyP99Us: median(runs.map((r) => r.latency_p99_us)),
       serverCpu: median(runs.map((r) => r.server_cpu)),
+      // server CPU time per round trip: robust to other work taking CPU from the server
+      cpuPerMsgUs: median(runs.map((r) => (r.server_cpu / r.msgs_per_s) * 1e6)),
       othersCpu: median(runs.map(othersCpu)),
       acceptSeconds,
       runs,
@@ -375,6 +398,35 @@ async function measureMemory(subject, timing) {
     rssAfterKiB: median(runs.map((r) => r.rssAfterKiB)),
     runs,
   };
+}
+
+/**
+ * measureEcho, again once if it failed to start (the addon may be mid-rebuild by someone else)
+ * or if other processes took much CPU meanwhile; an accept timeout is final.
+ */
+async function measureWithRetry(m, timing, started) {
+  let best;
+  let lastError;
+  for (let attempt = 1; attempt <= 2; attempt++) {
+    if (attempt === 2) {
+      const withinBudget = (Date.now() - started) / 60000 < timing.budgetMinutes;
+      if (!withinBudget || (best && best.othersCpu <= RETRY_DISTURBED)) break;
+      if (lastError && /accepted only/.test(lastError.message)) break;
+      if (lastError) await sleep(2000);
+    }
+    try {
+      const r = await measureEcho(m.subject, m.point, timing);
+      r.attempts = attempt;
+      if (!best || r.othersCpu < best.othersCpu) best = { ...r, attempts: attempt };
+      else best.attempts = attempt;
+      lastError = undefined;
+      if (r.othersCpu <= RETRY_DISTURBED) break;
+    } catch (err) {
+      lastError = err;
+    }
+  }
+  if (best) return best;
+  throw lastError;
 }
 
 // --- the plan ---------------------------------------------------------------------------
@@ -495,6 +547,39 @@ function skippedAt(results, subjectId, point) {
   return results.skipped.some((k) => k.subject === subjectId && pointKey(k.point) === pointKey(point));
 }
 
+/**
+ * Microseconds of server CPU (all its threads, user + system) per round trip, and node:net's
+ * figure divided by it (higher is better). Less sensitive to other work on the machine than
+ * round trips per second, because CPU taken by others is not counted.
+ */
+function cpuTable(scenario, results) {
+  const get = echoLookup(results);
+  const subjects = SUBJECTS.filter((s) => scenario.points.some((p) => get(s.id, p) && !get(s.id, p).error));
+  if (subjects.length === 0) return '';
+  const header = `| subject | ${scenario.points.map((p) => `${p.x.toLocaleString('en-US')} ${scenario.short}`).join(' | ')} |`;
+  const rule = `|---|${scenario.points.map(() => '---:').join('|')}|`;
+  const rows = subjects.map((s) => {
+    const cells = scenario.points.map((p) => {
+      const r = get(s.id, p);
+      if (!r) return skippedAt(results, s.id, p) ? 'skipped¹' : '';
+      if (r.error) return 'error';
+      const base = get(BASELINE, p);
+      const ratio = base && !base.error ? base.cpuPerMsgUs / r.cpuPerMsgUs : NaN;
+      return `${r.cpuPerMsgUs.toFixed(2)} µs · ${fmtRatio(ratio)}`;
+    });
+    return `| ${s.label} | ${cells.join(' | ')} |`;
+  });
+  return [
+    'µs of server CPU (user + system, all threads) per round trip · node:net\'s figure ÷ this one (higher is better). ' +
+      'CPU that other processes took is not in it, so it holds up better than round trips per second on a busy machine; ' +
+      'at 1 connection it includes the cost of waking up for every message.',
+    '',
+    header,
+    rule,
+    ...rows,
+  ].join('\n');
+}
+
 /** Per measurement: how busy the server's core was, how much others took, how long accepts took. */
 function detailTable(results) {
   const rows = results.echo
@@ -555,29 +640,41 @@ function bridgeTable(results) {
 function goals(results) {
   const get = echoLookup(results);
   const at = (conns, idle = 0) => ({ conns, idle, size: 64 });
-  const msgs = (id, p) => {
+  const ok = (id, p) => {
     const r = get(id, p);
-    return r && !r.error ? r.msgsPerS : NaN;
+    return r && !r.error ? r : undefined;
   };
+  const msgs = (id, p) => ok(id, p)?.msgsPerS ?? NaN;
+  // CPU efficiency as a rate: round trips per server CPU-second (higher is better)
+  const eff = (id, p) => 1 / (ok(id, p)?.cpuPerMsgUs ?? NaN);
   const mem = (id) => results.memory.find((m) => m.subject === id && !m.error)?.bytesPerConn ?? NaN;
-  const bestPython = (p) => Math.max(msgs('python-select', p), msgs('python-poll', p));
+  const python = (f, p) => Math.max(f('python-select', p), f('python-poll', p));
+  const vs = (id, p, other = BASELINE) => [msgs(id, p) / msgs(other, p), eff(id, p) / eff(other, p)];
   const rows = [
-    ['6', 'echo 50 conns, loopSync + epoll vs node:net', msgs('asyncore-epoll-sync', at(50)) / msgs(BASELINE, at(50)), 2.0],
-    ['6', 'echo 50 conns, loopSync + epoll vs the faster Python asyncore', msgs('asyncore-epoll-sync', at(50)) / bestPython(at(50)), 1.3],
-    ['6', 'echo 1 conn, loopSync + epoll vs node:net', msgs('asyncore-epoll-sync', at(1)) / msgs(BASELINE, at(1)), 1.2],
-    ['6', 'echo 10,000 conns, loopSync + epoll vs node:net', msgs('asyncore-epoll-sync', at(10000)) / msgs(BASELINE, at(10000)), 2.0],
-    ['6', '1 active + 10,000 idle vs 0 idle, loopSync + epoll', msgs('asyncore-epoll-sync', at(1, 10000)) / msgs('asyncore-epoll-sync', at(1)), 0.9],
-    ['6', 'memory per idle conn, loopSync + epoll vs node:net (≤ 1 is the goal)', mem('asyncore-epoll-sync') / mem(BASELINE), 1.0, 'max'],
-    ['6', 'memory per idle conn, loop() thread + epoll vs node:net (≤ 1 is the goal)', mem('asyncore-epoll-thread') / mem(BASELINE), 1.0, 'max'],
-    ['5', 'echo 50 conns, loop() thread + epoll vs node:net', msgs('asyncore-epoll-thread', at(50)) / msgs(BASELINE, at(50)), 1.2],
-    ['5', 'echo 1 conn, loop() thread + epoll vs node:net', msgs('asyncore-epoll-thread', at(1)) / msgs(BASELINE, at(1)), 0.8],
+    ['6', 'echo 50 conns, loopSync + epoll vs node:net', ...vs('asyncore-epoll-sync', at(50)), 2.0],
+    ['6', 'echo 50 conns, loopSync + epoll vs the faster Python asyncore',
+      msgs('asyncore-epoll-sync', at(50)) / python(msgs, at(50)), eff('asyncore-epoll-sync', at(50)) / python(eff, at(50)), 1.3],
+    ['6', 'echo 1 conn, loopSync + epoll vs node:net', ...vs('asyncore-epoll-sync', at(1)), 1.2],
+    ['6', 'echo 10,000 conns, loopSync + epoll vs node:net', ...vs('asyncore-epoll-sync', at(10000)), 2.0],
+    ['6', '1 active + 10,000 idle vs 0 idle, loopSync + epoll',
+      msgs('asyncore-epoll-sync', at(1, 10000)) / msgs('asyncore-epoll-sync', at(1)),
+      eff('asyncore-epoll-sync', at(1, 10000)) / eff('asyncore-epoll-sync', at(1)), 0.9],
+    ['6', 'memory per idle conn, loopSync + epoll ÷ node:net', mem('asyncore-epoll-sync') / mem(BASELINE), NaN, 1.0, 'max'],
+    ['6', 'memory per idle conn, loop() thread + epoll ÷ node:net', mem('asyncore-epoll-thread') / mem(BASELINE), NaN, 1.0, 'max'],
+    ['5', 'echo 50 conns, loop() thread + epoll vs node:net', ...vs('asyncore-epoll-thread', at(50)), 1.2],
+    ['5', 'echo 1 conn, loop() thread + epoll vs node:net', ...vs('asyncore-epoll-thread', at(1)), 0.8],
   ];
+  const verdict = (ratio, target, kind) =>
+    !Number.isFinite(ratio) ? '–' : (kind === 'max' ? ratio <= target : ratio >= target) ? 'yes' : '**no**';
   return [
-    '| issue | goal | measured | target | met? |',
-    '|---|---|---:|---:|:---:|',
-    ...rows.map(([issue, what, ratio, target, kind]) => {
-      const met = !Number.isFinite(ratio) ? 'not measured' : (kind === 'max' ? ratio <= target : ratio >= target) ? 'yes' : '**no**';
-      return `| ${issue} | ${what} | ${fmtRatio(ratio)} | ${kind === 'max' ? '≤' : '≥'} ${target.toFixed(1)}× | ${met} |`;
+    'Measured: the ratio of round trips per second (the goal as stated). By CPU: the same ratio computed from ' +
+      'round trips per second of server CPU time, which other work on the machine disturbs less.',
+    '',
+    '| issue | goal | target | measured | met? | by CPU | met? |',
+    '|---|---|---:|---:|:---:|---:|:---:|',
+    ...rows.map(([issue, what, ratio, cpuRatio, target, kind]) => {
+      const bound = `${kind === 'max' ? '≤' : '≥'} ${target.toFixed(1)}×`;
+      return `| ${issue} | ${what} | ${bound} | ${fmtRatio(ratio)} | ${verdict(ratio, target, kind)} | ${fmtRatio(cpuRatio)} | ${verdict(cpuRatio, target, kind)} |`;
     }),
   ].join('\n');
 }
@@ -707,6 +804,10 @@ function generatedSection(results, charts, outFile) {
       'on the two cores (median over the windows; from /proc/stat less the server and the load generator). ' +
       'Every measurement\'s figures are in results.json.',
   );
+  for (const scenario of SCENARIOS.filter((sc) => sc.id !== 'idle')) {
+    const table = cpuTable(scenario, results);
+    if (table) parts.push(`### Server CPU per round trip: ${scenario.title.replace(/^Echo, /, '')}\n\n${table}`);
+  }
   const detail = detailTable(results);
   if (detail) parts.push(`### Server CPU and accept time per measurement\n\n${detail}`);
   const memory = memoryTable(results);
@@ -761,6 +862,7 @@ async function main() {
         warmup: { type: 'string' },
         out: { type: 'string' },
         list: { type: 'boolean', default: false },
+        nice: { type: 'string', default: '0' },
         help: { type: 'boolean', short: 'h', default: false },
       },
       strict: true,
@@ -775,17 +877,20 @@ async function main() {
   }
   const timing = {
     runs: Number(values.runs ?? (values.quick ? 1 : 3)),
-    duration: Number(values.duration ?? (values.quick ? 0.5 : 2)),
+    duration: Number(values.duration ?? (values.quick ? 0.5 : 1.5)),
     warmup: Number(values.warmup ?? (values.quick ? 0.2 : 0.5)),
     // a quick run leaves out the 10,000-connection points: their set-up alone takes minutes
     maxConns: values.quick ? 1001 : Infinity,
     memoryIdle: values.quick ? 1000 : 10000,
     acceptTimeout: values.quick ? 10 : 30,
+    // no more re-measurements of disturbed points once the run is this old
+    budgetMinutes: values.quick ? 2 : 8,
   };
   if (!(Number.isInteger(timing.runs) && timing.runs > 0 && timing.duration > 0 && timing.warmup >= 0)) {
     process.stderr.write(`bad --runs/--duration/--warmup\n\n${USAGE}\n`);
     process.exit(2);
   }
+  niceness = Number(values.nice);
   const filter = parseOnly(values.only);
   const work = plan(filter, timing.maxConns);
   const total = work.echo.length + work.memory.length;
@@ -816,7 +921,7 @@ async function main() {
     const t0 = Date.now();
     const label = `${m.scenario} ${pointKey(m.point)} ${m.subject.id}`;
     try {
-      const r = await measureEcho(m.subject, m.point, timing);
+      const r = await measureWithRetry(m, timing, started);
       results.echo.push({ subject: m.subject.id, pointKey: pointKey(m.point), point: m.point, ...r });
       progress(
         `[${++done}/${total}] ${label}: ${fmtInt(r.msgsPerS)} msg/s (windows ${r.runs.map((x) => fmtInt(x.msgs_per_s)).join(', ')}; ` +
