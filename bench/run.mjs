@@ -353,6 +353,7 @@ async function measureEcho(subject, point, timing) {
       msgsPerS: median(runs.map((r) => r.msgs_per_s)),
       bytesPerS: median(runs.map((r) => r.bytes_per_s)),
       latencyMeanUs: median(runs.map((r) => r.latency_mean_us)),
+      latencyP50Us: median(runs.map((r) => r.latency_p50_us)),
       latencyP99Us: median(runs.map((r) => r.latency_p99_us)),
       serverCpu: median(runs.map((r) => r.server_cpu)),
       // server CPU time per round trip: robust to other work taking CPU from the server
@@ -625,14 +626,18 @@ function bridgeTable(results) {
     const sync = get(`asyncore-${backend}-sync`, one);
     const thread = get(`asyncore-${backend}-thread`, one);
     if (!sync || !thread || sync.error || thread.error) continue;
-    const syncUs = 1e6 / sync.msgsPerS;
-    const threadUs = 1e6 / thread.msgsPerS;
-    rows.push(`| ${backend} | ${syncUs.toFixed(1)} | ${threadUs.toFixed(1)} | **${(threadUs - syncUs).toFixed(1)}** |`);
+    const syncMean = 1e6 / sync.msgsPerS;
+    const threadMean = 1e6 / thread.msgsPerS;
+    rows.push(
+      `| ${backend} | ${sync.latencyP50Us} | ${thread.latencyP50Us} | **${thread.latencyP50Us - sync.latencyP50Us}** | ` +
+        `${syncMean.toFixed(1)} → ${threadMean.toFixed(1)} (${(threadMean - syncMean).toFixed(1)}) | ` +
+        `${sync.cpuPerMsgUs.toFixed(1)} → ${thread.cpuPerMsgUs.toFixed(1)} (**${(thread.cpuPerMsgUs - sync.cpuPerMsgUs).toFixed(1)}**) |`,
+    );
   }
   if (rows.length === 0) return '';
   return [
-    '| backend | µs per round trip, sync | µs per round trip, thread | bridge round trip (µs) |',
-    '|---|---:|---:|---:|',
+    '| backend | median RTT µs, sync | median RTT µs, thread | bridge latency µs (thread − sync) | mean RTT µs sync → thread (difference) | server CPU µs per round trip sync → thread (bridge CPU) |',
+    '|---|---:|---:|---:|---:|---:|',
     ...rows,
   ].join('\n');
 }
@@ -822,11 +827,14 @@ function generatedSection(results, charts, outFile) {
   if (bridge) {
     parts.push(
       '### Cost of one bridge round trip (issue 5)\n\n' +
-        'With one connection each round trip is one loop iteration, so 1e6 / (round trips per second) is the ' +
-        'time of one iteration plus the load generator and the kernel. Those are the same in both modes; ' +
-        'thread mode adds one hand-off native thread → JS (batch delivery) and one JS → native thread ' +
-        '(resume). The difference of the two is that bridge round trip. Both threads of the server share CPU ' +
-        `${SERVER_CPU}, so the figure includes the context switch between them.\n\n${bridge}`,
+        'With one connection each round trip is one loop iteration: its round-trip time is one iteration of the ' +
+        'server plus the load generator, the kernel and the wake-ups, and all of that but the iteration is the ' +
+        'same in sync and thread mode. Thread mode adds one hand-off native thread → JS (batch delivery through ' +
+        'the thread-safe function) and one JS → native thread (resume), so thread − sync is the cost of one bridge ' +
+        'round trip. The bold latency figure uses the median round-trip time (1 µs buckets; robust to other ' +
+        'work on the machine), the mean is shown beside it. The last column is the same difference in server ' +
+        `CPU time per round trip: the bridge's CPU cost. Both threads of the server share CPU ${SERVER_CPU}, so ` +
+        `the figures include the context switches between them.\n\n${bridge}`,
     );
   }
   if (charts.length > 0) parts.push('### Charts\n\n' + charts.map((c) => `![${c.title}](${rel(c.file)})`).join('\n\n'));
