@@ -135,6 +135,11 @@ done
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
+# Throughput per unit of forwarder CPU over all runs: what one fully busy core would move.
+efficiency() {
+  awk -v g="$1" -v c="$2" 'BEGIN { n = split(g, gs, " "); split(c, cs, " "); for (i = 1; i <= n; i++) { G += gs[i]; C += cs[i] / 100 } printf "%.1f", G / C }'
+}
+
 node_median=$(echo "${gbits[node:net pipe]}" | median)
 {
   echo "# Forwarder throughput: asyncore-forward vs node:net pipe() vs socat"
@@ -148,13 +153,25 @@ node_median=$(echo "${gbits[node:net pipe]}" | median)
   echo "  (\`taskset\`); one TCP stream, client to server, $RUNS runs of $SECONDS_PER_RUN s per configuration,"
   echo "  interleaved round by round; median reported. Forwarder CPU is user+system time over the run."
   echo
-  echo "| forwarder | runs (Gbit/s) | median (Gbit/s) | vs node:net | forwarder CPU per run (%) |"
-  echo "|---|---|---|---|---|"
+  echo "| forwarder | runs (Gbit/s) | median (Gbit/s) | vs node:net | forwarder CPU per run (%) | Gbit/s per forwarder CPU-second |"
+  echo "|---|---|---|---|---|---|"
   for name in "${names[@]}"; do
     m=$(echo "${gbits[$name]}" | median)
     ratio=$(awk -v a="$m" -v b="$node_median" 'BEGIN { printf "%.2fx", a / b }')
-    echo "| $name |${gbits[$name]} | $m | $ratio |${cpu[$name]} |"
+    echo "| $name |${gbits[$name]} | $m | $ratio |${cpu[$name]} | $(efficiency "${gbits[$name]}" "${cpu[$name]}") |"
   done
-  echo "| (no forwarder: iperf3 direct) |${gbits[direct]} | $(echo "${gbits[direct]}" | median) | | |"
+  echo "| (no forwarder: iperf3 direct) |${gbits[direct]} | $(echo "${gbits[direct]}" | median) | | | |"
+  cat <<'NOTES'
+
+How to read it: asyncore-forward receives into one shared buffer and sends from it, copying
+in JavaScript only what the receiving socket does not take at once; node:net allocates a
+Buffer per read and goes through streams; socat forks per connection and copies with
+read()/write() through an 8 KiB buffer by default. Every byte still crosses the user/kernel
+boundary twice in all three. `splice(2)` through a pipe would be the zero-copy route; it is
+not implemented. A forwarder CPU below 100 % means the forwarder was waiting, not computing:
+the iperf3 client and server share CPU 1 and do as much copying as the forwarder does on
+CPU 0, so that core bounds every row (see the direct row); the last column (throughput per
+forwarder CPU-second) compares the forwarders' own costs independently of that bound.
+NOTES
 } >"$OUT"
 cat "$OUT"
