@@ -14,7 +14,7 @@
 //   is sliced with subarray(), never copied again: no O(n^2) concatenation.
 // - Strings are accepted as terminators and from producers, encoded with `encoding`;
 //   push() takes strings only with useEncoding = true, as Python's test_push demands.
-import { Dispatcher } from './dispatcher.js';
+import { Dispatcher, declareBuiltInPredicates } from './dispatcher.js';
 import { SocketError, isWouldBlock } from './errors.js';
 import { describe } from './socket.js';
 
@@ -435,3 +435,8 @@ function describeTerminator(term: Terminator): string {
   if (term instanceof Uint8Array) return JSON.stringify(Buffer.from(term).toString('latin1'));
   return 'null';
 }
+
+// writable() reads only the fifo and `connected`, and every change of those is reported
+// (push, closeWhenDone, the connected setter) or happens in the channel's own handlers:
+// an idle AsyncChat costs the loop nothing (see hasBuiltInPredicates).
+declareBuiltInPredicates(AsyncChat.prototype);

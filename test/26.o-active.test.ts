@@ -2,6 +2,7 @@
 // JS call per iteration, while overridden predicates are still asked every iteration, as
 // in Python. Calls are counted, never timed.
 import {
+  AsyncChat,
   Dispatcher,
   DispatcherWithSend,
   type SocketMap,
@@ -102,6 +103,45 @@ describe('O(active) iterations', () => {
       expect(readCalls).toBeGreaterThan(0);
       expect(readCalls).toBeLessThanOrEqual(2 * (counted + 1));
       expect(writeCalls).toBeLessThanOrEqual(2 * (counted + 1));
+    });
+
+    it('does not ask idle AsyncChat channels anything either', async () => {
+      const map: SocketMap = new Map();
+      maps.push(map);
+      class IdleChat extends AsyncChat {
+        override handleClose(): void {
+          this.close();
+        }
+      }
+      for (let i = 0; i < 1000; i++) {
+        const [a, b] = socketpair();
+        new IdleChat(a, map);
+        new IdleChat(b, map);
+      }
+      const [a, b] = socketpair();
+      const left = new PingPong(a, map, 100);
+      new PingPong(b, map, 100);
+      left.send(Buffer.from('ping'));
+      let asked = 0;
+      await runLoop(mode, {
+        map,
+        backend: 'epoll',
+        count: 50,
+        timeout: 5,
+        trace: (it) => {
+          if (it.iteration !== 0) return;
+          vi.spyOn(AsyncChat.prototype, 'readable').mockImplementation(() => {
+            asked++;
+            return true;
+          });
+          vi.spyOn(AsyncChat.prototype, 'writable').mockImplementation(() => {
+            asked++;
+            return false;
+          });
+        },
+      });
+      expect(left.received).toBeGreaterThan(20);
+      expect(asked).toBe(0);
     });
 
     it.each(BACKENDS)('still asks overridden predicates every iteration (%s)', async (backend) => {
