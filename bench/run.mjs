@@ -9,13 +9,13 @@
 //
 // Every server is a child process pinned to CPU 0 and the load generator (bench/loadgen.c)
 // is pinned to CPU 1, so they never compete for a core. Each measurement starts a fresh
-// server, runs the load generator --runs times against it and keeps the median.
+// server; one load generator opens the connections, waits until the server accepted them
+// all, warms up and measures --runs consecutive windows; the median window is reported.
 // A full unfiltered run writes bench/RESULTS.md (only between its generated markers),
 // bench/results.json and bench/charts/*.svg; any other run writes under bench/out/ unless
 // --out says otherwise.
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -458,7 +458,7 @@ function plan(filter, maxConns) {
       for (const subject of SUBJECTS) {
         if (!filter.subject(subject.id)) continue;
         if (point.conns + point.idle > maxConns) continue;
-        const key = `${subject.id}/${pointKey(point)}`;
+        const key = `${scenario.id}/${subject.id}/${pointKey(point)}`;
         if (subject.selectLimited && point.conns + point.idle >= 1000) {
           skipped.push({ scenario: scenario.id, subject: subject.id, point, reason: SELECT_SKIP });
           continue;
@@ -517,16 +517,27 @@ function fmtBytes(bytesPerS) {
   return `${(bytesPerS / 1e6).toFixed(1)} MB/s`;
 }
 
-function echoLookup(results) {
-  const byKey = new Map(results.echo.map((r) => [`${r.subject}/${r.pointKey}`, r]));
-  return (subjectId, point) => byKey.get(`${subjectId}/${pointKey(point)}`);
+/**
+ * Finds a measurement of a subject at a point, preferring the one made for `scenarioId`
+ * (the idle scenario measures its 0-idle point itself, next to the others in time).
+ */
+function echoLookup(results, scenarioId) {
+  const byKey = new Map();
+  for (const r of results.echo) {
+    const own = `${r.scenario}/${r.subject}/${r.pointKey}`;
+    byKey.set(own, r);
+    const any = `*/${r.subject}/${r.pointKey}`;
+    if (!byKey.has(any)) byKey.set(any, r);
+  }
+  return (subjectId, point) =>
+    byKey.get(`${scenarioId}/${subjectId}/${pointKey(point)}`) ?? byKey.get(`*/${subjectId}/${pointKey(point)}`);
 }
 
 function scenarioTable(scenario, results) {
-  const get = echoLookup(results);
+  const get = echoLookup(results, scenario.id);
   const subjects = SUBJECTS.filter((s) => scenario.points.some((p) => get(s.id, p) || skippedAt(results, s.id, p)));
   if (subjects.length === 0) return '';
-  const header = `| subject | ${scenario.points.map((p) => `${p.x.toLocaleString('en-US')} ${scenario.short}`).join(' | ')} |`;
+  const header = `| subject | ${scenario.points.map((p) => `${p.x.toLocaleString('en-US')} ${p.x === 1 ? scenario.short.replace(/s$/, '') : scenario.short}`).join(' | ')} |`;
   const rule = `|---|${scenario.points.map(() => '---:').join('|')}|`;
   const rows = subjects.map((s) => {
     const cells = scenario.points.map((p) => {
@@ -554,10 +565,10 @@ function skippedAt(results, subjectId, point) {
  * round trips per second, because CPU taken by others is not counted.
  */
 function cpuTable(scenario, results) {
-  const get = echoLookup(results);
+  const get = echoLookup(results, scenario.id);
   const subjects = SUBJECTS.filter((s) => scenario.points.some((p) => get(s.id, p) && !get(s.id, p).error));
   if (subjects.length === 0) return '';
-  const header = `| subject | ${scenario.points.map((p) => `${p.x.toLocaleString('en-US')} ${scenario.short}`).join(' | ')} |`;
+  const header = `| subject | ${scenario.points.map((p) => `${p.x.toLocaleString('en-US')} ${p.x === 1 ? scenario.short.replace(/s$/, '') : scenario.short}`).join(' | ')} |`;
   const rule = `|---|${scenario.points.map(() => '---:').join('|')}|`;
   const rows = subjects.map((s) => {
     const cells = scenario.points.map((p) => {
@@ -619,7 +630,7 @@ function memoryTable(results) {
 }
 
 function bridgeTable(results) {
-  const get = echoLookup(results);
+  const get = echoLookup(results, 'echo64');
   const one = { conns: 1, idle: 0, size: 64 };
   const rows = [];
   for (const backend of ['select', 'poll', 'epoll']) {
@@ -643,15 +654,16 @@ function bridgeTable(results) {
 }
 
 function goals(results) {
-  const get = echoLookup(results);
+  const get = echoLookup(results, 'echo64');
+  const getIdle = echoLookup(results, 'idle');
   const at = (conns, idle = 0) => ({ conns, idle, size: 64 });
-  const ok = (id, p) => {
-    const r = get(id, p);
+  const ok = (id, p, lookup = get) => {
+    const r = lookup(id, p);
     return r && !r.error ? r : undefined;
   };
-  const msgs = (id, p) => ok(id, p)?.msgsPerS ?? NaN;
+  const msgs = (id, p, lookup = get) => ok(id, p, lookup)?.msgsPerS ?? NaN;
   // CPU efficiency as a rate: round trips per server CPU-second (higher is better)
-  const eff = (id, p) => 1 / (ok(id, p)?.cpuPerMsgUs ?? NaN);
+  const eff = (id, p, lookup = get) => 1 / (ok(id, p, lookup)?.cpuPerMsgUs ?? NaN);
   const mem = (id) => results.memory.find((m) => m.subject === id && !m.error)?.bytesPerConn ?? NaN;
   const python = (f, p) => Math.max(f('python-select', p), f('python-poll', p));
   const vs = (id, p, other = BASELINE) => [msgs(id, p) / msgs(other, p), eff(id, p) / eff(other, p)];
@@ -662,8 +674,8 @@ function goals(results) {
     ['6', 'echo 1 conn, loopSync + epoll vs node:net', ...vs('asyncore-epoll-sync', at(1)), 1.2],
     ['6', 'echo 10,000 conns, loopSync + epoll vs node:net', ...vs('asyncore-epoll-sync', at(10000)), 2.0],
     ['6', '1 active + 10,000 idle vs 0 idle, loopSync + epoll',
-      msgs('asyncore-epoll-sync', at(1, 10000)) / msgs('asyncore-epoll-sync', at(1)),
-      eff('asyncore-epoll-sync', at(1, 10000)) / eff('asyncore-epoll-sync', at(1)), 0.9],
+      msgs('asyncore-epoll-sync', at(1, 10000), getIdle) / msgs('asyncore-epoll-sync', at(1), getIdle),
+      eff('asyncore-epoll-sync', at(1, 10000), getIdle) / eff('asyncore-epoll-sync', at(1), getIdle), 0.9],
     ['6', 'memory per idle conn, loopSync + epoll ÷ node:net', mem('asyncore-epoll-sync') / mem(BASELINE), NaN, 1.0, 'max'],
     ['6', 'memory per idle conn, loop() thread + epoll ÷ node:net', mem('asyncore-epoll-thread') / mem(BASELINE), NaN, 1.0, 'max'],
     ['5', 'echo 50 conns, loop() thread + epoll vs node:net', ...vs('asyncore-epoll-thread', at(50)), 1.2],
@@ -712,8 +724,8 @@ function lineSpec(title, axisTitle, values, order) {
 async function writeCharts(results, chartsDir) {
   mkdirSync(chartsDir, { recursive: true });
   const written = [];
-  const get = echoLookup(results);
   for (const scenario of SCENARIOS.filter((s) => s.points.length > 1)) {
+    const get = echoLookup(results, scenario.id);
     const values = [];
     for (const subject of SUBJECTS) {
       for (const point of scenario.points) {
@@ -890,7 +902,7 @@ async function main() {
     // a quick run leaves out the 10,000-connection points: their set-up alone takes minutes
     maxConns: values.quick ? 1001 : Infinity,
     memoryIdle: values.quick ? 1000 : 10000,
-    acceptTimeout: values.quick ? 10 : 30,
+    acceptTimeout: values.quick ? 10 : 45,
     // no more re-measurements of disturbed points once the run is this old
     budgetMinutes: values.quick ? 2 : 8,
   };
@@ -930,13 +942,13 @@ async function main() {
     const label = `${m.scenario} ${pointKey(m.point)} ${m.subject.id}`;
     try {
       const r = await measureWithRetry(m, timing, started);
-      results.echo.push({ subject: m.subject.id, pointKey: pointKey(m.point), point: m.point, ...r });
+      results.echo.push({ scenario: m.scenario, subject: m.subject.id, pointKey: pointKey(m.point), point: m.point, ...r });
       progress(
         `[${++done}/${total}] ${label}: ${fmtInt(r.msgsPerS)} msg/s (windows ${r.runs.map((x) => fmtInt(x.msgs_per_s)).join(', ')}; ` +
           `server cpu ${r.serverCpu.toFixed(2)}, others ${r.othersCpu.toFixed(2)}; accepted in ${r.acceptSeconds.toFixed(1)} s) ${((Date.now() - t0) / 1000).toFixed(1)} s`,
       );
     } catch (err) {
-      results.echo.push({ subject: m.subject.id, pointKey: pointKey(m.point), point: m.point, error: err.message });
+      results.echo.push({ scenario: m.scenario, subject: m.subject.id, pointKey: pointKey(m.point), point: m.point, error: err.message });
       results.errors.push(`${label}: ${err.message}`);
       progress(`[${++done}/${total}] ${label}: ERROR ${err.message}`);
     }
