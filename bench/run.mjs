@@ -505,7 +505,14 @@ function build() {
   const newestSource = Math.max(...readdirSync(path.join(ROOT, 'src'), { recursive: true })
     .filter((f) => f.endsWith('.ts'))
     .map((f) => statSync(path.join(ROOT, 'src', f)).mtimeMs));
-  if (newestSource > statSync(cli).mtimeMs) progress('warning: src/ is newer than dist/: run `npx tsc -p tsconfig.build.json` to measure the current code');
+  const stale = newestSource > statSync(cli).mtimeMs;
+  if (stale) progress('warning: src/ is newer than dist/: run `npx tsc -p tsconfig.build.json` to measure the current code');
+  const addon = readdirSync(path.join(ROOT, 'build', 'Release')).find((f) => f.endsWith('.node'));
+  const when = (file) => new Date(statSync(file).mtimeMs).toISOString().slice(0, 16).replace('T', ' ');
+  return (
+    `dist/ built ${when(cli)} UTC${stale ? ' (older than src/: the run measured dist/ as it was)' : ''}; ` +
+    `native addon ${addon ? `build/Release/${addon} built ${when(path.join(ROOT, 'build', 'Release', addon))} UTC` : 'not found'}`
+  );
 }
 
 // --- report -----------------------------------------------------------------------------
@@ -780,7 +787,7 @@ function generatedSection(results, charts, outFile) {
   parts.push(`## Run of ${m.date.slice(0, 16).replace('T', ' ')} UTC${results.quick ? ' (quick smoke run: not for quoting)' : ''}`);
   parts.push(
     [
-      `Command: \`${results.command}\` (package commit ${m.commit}).`,
+      `Command: \`${results.command}\` (package commit ${m.commit}; ${m.builds}).`,
       `Each measurement: a fresh server, the load generator opens its connections, waits until the server accepted all of them, ` +
         `warms up ${results.timing.warmup} s, then measures ${results.timing.runs} consecutive window(s) of ${results.timing.duration} s; the tables show the median window.`,
       'Cells: round trips per second · ratio to node:net measured in the same run (higher is better).',
@@ -924,12 +931,12 @@ async function main() {
   const outFile = path.resolve(values.out ?? (full ? path.join(BENCH, 'RESULTS.md') : path.join(OUT, 'RESULTS.md')));
   const chartsDir = path.join(path.dirname(outFile), 'charts');
 
-  build();
+  const builds = build();
   const results = {
     command: ['node', 'bench/run.mjs', ...process.argv.slice(2)].join(' '),
     quick: values.quick,
     timing,
-    machine: machine(),
+    machine: { ...machine(), builds },
     echo: [],
     memory: [],
     skipped: work.skipped,
