@@ -239,6 +239,8 @@ describe('asyncore-http as a command', () => {
   it.each(MODES)('stops cleanly on SIGINT in %s mode, even with a connection open', async (mode: Mode) => {
     const { child, port } = await start(['--port', '0', '--mode', mode, '--root', root]);
     const idle = connect(port, '127.0.0.1');
+    // The server may reset the connection as it exits: this test is about the exit code.
+    idle.on('error', () => undefined);
     await new Promise((resolve) => idle.on('connect', resolve));
     child.kill('SIGINT');
     expect(await waitExit(child)).toBe(0);
