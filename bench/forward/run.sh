@@ -168,10 +168,10 @@ in JavaScript only what the receiving socket does not take at once; node:net all
 Buffer per read and goes through streams; socat forks per connection and copies with
 read()/write() through an 8 KiB buffer by default. Every byte still crosses the user/kernel
 boundary twice in all three. `splice(2)` through a pipe would be the zero-copy route; it is
-not implemented. A forwarder CPU below 100 % means the forwarder was waiting, not computing:
-the iperf3 client and server share CPU 1 and do as much copying as the forwarder does on
-CPU 0, so that core bounds every row (see the direct row); the last column (throughput per
-forwarder CPU-second) compares the forwarders' own costs independently of that bound.
+not implemented. The iperf3 client and server share CPU 1 and do as much copying there as the
+forwarder does on CPU 0: a forwarder CPU near 100 % means the forwarder's core was the limit,
+one well below it means the forwarder was waiting for iperf3's core. The last column
+(throughput per forwarder CPU-second) compares the forwarders' own costs either way.
 NOTES
 } >"$OUT"
 cat "$OUT"
