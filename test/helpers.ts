@@ -115,7 +115,8 @@ export function run(
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     child.on('error', reject);
     const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 30_000);
-    child.on('exit', (code, signal) => {
+    // 'close', not 'exit': 'exit' may come before the last of stdout and stderr was read.
+    child.on('close', (code, signal) => {
       clearTimeout(timer);
       resolve({ code: code ?? signal ?? -1, stdout, stderr });
     });
