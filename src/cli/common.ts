@@ -46,26 +46,35 @@ export class Cli {
   }
 
   /**
-   * Prints `announce` (the "listening on ..." line), then runs the loop over the global map
-   * until it is empty; SIGINT and SIGTERM close every dispatcher, which ends it. Under
-   * loopSync Node's signal listeners cannot run, so a dispatcher on a signal wake-up pipe
-   * does it; under loop() both ways work. The signals are caught before the line is
-   * printed, so whoever waits for it may signal at once.
+   * Runs the loop over the global map until it is empty. SIGINT and SIGTERM call `onSignal`
+   * (by default: close every dispatcher, which ends the loop). Under loopSync Node's signal
+   * listeners cannot run, so a dispatcher on a signal wake-up pipe does it; under loop()
+   * both ways work. The signals are caught before `announce` (a server's "listening on"
+   * line) is printed, so whoever waits for that line may signal at once. `onDone` runs
+   * when the loop has ended.
    */
-  serve(mode: Mode, options: LoopOptions, announce: string): void {
-    const stop = (): void => closeAll();
-    new SignalDispatcher(['SIGINT', 'SIGTERM'], stop);
+  run(
+    mode: Mode,
+    options: LoopOptions,
+    hooks: { announce?: string; onSignal?: (signal: NodeJS.Signals) => void; onDone?: () => void } = {},
+  ): void {
+    const onSignal = hooks.onSignal ?? ((): void => closeAll());
+    new SignalDispatcher(['SIGINT', 'SIGTERM'], onSignal);
     if (mode === 'thread') {
-      process.on('SIGINT', stop);
-      process.on('SIGTERM', stop);
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
     }
-    process.stdout.write(`${announce}\n`);
+    if (hooks.announce !== undefined) process.stdout.write(`${hooks.announce}\n`);
     if (mode === 'sync') {
       loopSync(options);
+      hooks.onDone?.();
       return;
     }
     loop(options).then(
-      () => process.removeListener('SIGINT', stop).removeListener('SIGTERM', stop),
+      () => {
+        process.removeListener('SIGINT', onSignal).removeListener('SIGTERM', onSignal);
+        hooks.onDone?.();
+      },
       (err: unknown) => {
         process.stderr.write(`${this.name}: ${String(err)}\n`);
         process.exitCode = 1;

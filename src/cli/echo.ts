@@ -126,7 +126,7 @@ function main(): void {
     cli.fail(`cannot listen on ${values.host}:${port}: ${(err as Error).message}`);
   }
   const listening = `listening on ${server.address()} (backend ${Cli.backendName(backend)}, mode ${mode})`;
-  cli.serve(mode, { backend, timeout: 30, ...(values.trace ? { trace: printTrace } : {}) }, listening);
+  cli.run(mode, { backend, timeout: 30, ...(values.trace ? { trace: printTrace } : {}) }, { announce: listening });
 }
 
 main();

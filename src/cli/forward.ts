@@ -17,17 +17,12 @@ import {
   type Address,
   Dispatcher,
   IPPROTO_TCP,
-  type LoopOptions,
   SHUT_WR,
   Socket,
   SocketError,
   TCP_NODELAY,
-  availableBackends,
-  closeAll,
-  loop,
-  loopSync,
 } from '../index.js';
-import { SignalDispatcher } from '../signals.js';
+import { Cli } from './common.js';
 
 const USAGE = `usage: asyncore-forward -l LOCAL_HOST -p LOCAL_PORT -r REMOTE_HOST -P REMOTE_PORT [options]
 
@@ -51,10 +46,8 @@ const READS_PER_EVENT = 8;
 // copied in JS; only what it does not take is copied into the peer's queue.
 const scratch = Buffer.allocUnsafe(READ_CHUNK);
 
-function usageError(message: string): never {
-  process.stderr.write(`asyncore-forward: ${message}\n\n${USAGE}\n`);
-  process.exit(2);
-}
+// Explicitly typed, so TypeScript sees that cli.cli.usageError() and cli.fail() never return.
+const cli: Cli = new Cli('asyncore-forward', USAGE);
 
 function isCode(err: unknown, ...codes: string[]): boolean {
   return err instanceof SocketError && codes.includes(err.code);
@@ -272,13 +265,6 @@ function formatAddress(addr: Address): string {
   return addr[0].includes(':') ? `[${addr[0]}]:${addr[1]}` : `${addr[0]}:${addr[1]}`;
 }
 
-function parsePort(text: string | undefined, flag: string): number {
-  if (text === undefined) usageError(`${flag} is required`);
-  const port = Number(text);
-  if (!/^\d+$/.test(text) || port > 65535) usageError(`${flag} must be 0-65535, not ${text}`);
-  return port;
-}
-
 function main(): void {
   let values;
   try {
@@ -296,7 +282,7 @@ function main(): void {
       allowPositionals: false,
     }));
   } catch (err) {
-    usageError(describeError(err));
+    cli.usageError(describeError(err));
   }
   if (values.help) {
     process.stdout.write(`${USAGE}\n`);
@@ -304,44 +290,21 @@ function main(): void {
   }
   const localHost = values['local-host'];
   const remoteHost = values['remote-host'];
-  if (localHost === undefined) usageError('-l LOCAL_HOST is required');
-  if (remoteHost === undefined) usageError('-r REMOTE_HOST is required');
-  const localPort = parsePort(values['local-port'], '-p LOCAL_PORT');
-  const remotePort = parsePort(values['remote-port'], '-P REMOTE_PORT');
-  if (remotePort === 0) usageError('-P REMOTE_PORT must be 1-65535');
-  const backends = ['auto', ...availableBackends()];
-  if (!backends.includes(values.backend)) {
-    usageError(`--backend ${values.backend} is not available here (available: ${backends.join(', ')})`);
-  }
-  if (values.mode !== 'sync' && values.mode !== 'thread') usageError(`--mode must be sync or thread, not ${values.mode}`);
+  if (localHost === undefined) cli.usageError('-l LOCAL_HOST is required');
+  if (remoteHost === undefined) cli.usageError('-r REMOTE_HOST is required');
+  const localPort = cli.port(values['local-port'], '-p LOCAL_PORT');
+  const remotePort = cli.port(values['remote-port'], '-P REMOTE_PORT', { allowZero: false });
+  const backend = cli.backend(values.backend);
+  const mode = cli.mode(values.mode);
 
   let forwarder: Forwarder;
   try {
     forwarder = new Forwarder([localHost, localPort], [remoteHost, remotePort]);
   } catch (err) {
-    process.stderr.write(`asyncore-forward: cannot listen on ${localHost}:${localPort}: ${describeError(err)}\n`);
-    process.exit(1);
+    cli.fail(`cannot listen on ${localHost}:${localPort}: ${describeError(err)}`);
   }
-  const stop = (): void => closeAll();
-  // Inside loopSync, Node's signal listeners cannot run: a dispatcher on a wake-up pipe can.
-  new SignalDispatcher(['SIGINT', 'SIGTERM'], stop);
-  const options: LoopOptions = { backend: values.backend as LoopOptions['backend'], timeout: 30 };
-  const backend = values.backend === 'auto' ? availableBackends()[0] : values.backend;
-  process.stdout.write(`listening on ${forwarder.address()} (backend ${backend}, mode ${values.mode})\n`);
-
-  if (values.mode === 'sync') {
-    loopSync(options);
-  } else {
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-    loop(options).then(
-      () => process.removeListener('SIGINT', stop).removeListener('SIGTERM', stop),
-      (err: unknown) => {
-        process.stderr.write(`asyncore-forward: ${String(err)}\n`);
-        process.exitCode = 1;
-      },
-    );
-  }
+  const listening = `listening on ${forwarder.address()} (backend ${Cli.backendName(backend)}, mode ${mode})`;
+  cli.run(mode, { backend, timeout: 30 }, { announce: listening });
 }
 
 main();

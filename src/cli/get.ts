@@ -17,19 +17,15 @@ import {
   AF_INET,
   AF_INET6,
   Dispatcher,
-  type LoopOptions,
   SOL_SOCKET,
   SO_ERROR,
   type ScheduledCall,
   Socket,
   SocketError,
-  availableBackends,
   callLater,
   closeAll,
-  loop,
-  loopSync,
 } from '../index.js';
-import { SignalDispatcher } from '../signals.js';
+import { Cli } from './common.js';
 
 const USAGE = `usage: asyncore-get URL [options]
 
@@ -48,9 +44,11 @@ const READ_CHUNK = 65536;
 
 const errnoNames = new Map(Object.entries(constants.errno).map(([name, number]) => [number, name]));
 
+// Explicitly typed, so TypeScript sees that cli.usageError() never returns.
+const cli: Cli = new Cli('asyncore-get', USAGE);
+
 function usageError(message: string): never {
-  process.stderr.write(`asyncore-get: ${message}\n\n${USAGE}\n`);
-  process.exit(2);
+  cli.usageError(message);
 }
 
 function describeError(err: unknown): string {
@@ -324,11 +322,8 @@ function main(): void {
   }
   if (positionals.length !== 1) usageError(positionals.length === 0 ? 'a URL is required' : 'only one URL, please');
   const target = parseTarget(positionals[0] as string);
-  const backends = ['auto', ...availableBackends()];
-  if (!backends.includes(values.backend)) {
-    usageError(`--backend ${values.backend} is not available here (available: ${backends.join(', ')})`);
-  }
-  if (values.mode !== 'sync' && values.mode !== 'thread') usageError(`--mode must be sync or thread, not ${values.mode}`);
+  const backend = cli.backend(values.backend);
+  const mode = cli.mode(values.mode);
   const timeout = Number(values.timeout);
   if (!Number.isFinite(timeout) || timeout <= 0) usageError(`--timeout must be a positive number, not ${values.timeout}`);
 
@@ -348,9 +343,6 @@ function main(): void {
     signalled = signal;
     closeAll();
   };
-  // Inside loopSync, Node's signal listeners cannot run: a dispatcher on a wake-up pipe can.
-  new SignalDispatcher(['SIGINT', 'SIGTERM'], stop);
-
   const report = (): void => {
     output.close();
     const outcome: Outcome = client.outcome ?? {
@@ -362,24 +354,7 @@ function main(): void {
       process.exitCode = 1;
     }
   };
-  const options: LoopOptions = { backend: values.backend as LoopOptions['backend'], timeout: 30 };
-  if (values.mode === 'sync') {
-    loopSync(options);
-    report();
-  } else {
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-    loop(options).then(
-      () => {
-        process.removeListener('SIGINT', stop).removeListener('SIGTERM', stop);
-        report();
-      },
-      (err: unknown) => {
-        process.stderr.write(`asyncore-get: ${String(err)}\n`);
-        process.exitCode = 1;
-      },
-    );
-  }
+  cli.run(mode, { backend, timeout: 30 }, { onSignal: stop, onDone: report });
 }
 
 main();

@@ -391,7 +391,7 @@ function main(): void {
     cli.fail(`cannot listen on ${values.host}:${port}: ${(err as Error).message}`);
   }
   const listening = `listening on ${server.address()} (backend ${Cli.backendName(backend)}, mode ${mode})`;
-  cli.serve(mode, { backend, timeout: 30 }, listening);
+  cli.run(mode, { backend, timeout: 30 }, { announce: listening });
 }
 
 main();
