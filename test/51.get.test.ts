@@ -4,40 +4,16 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
-import { BACKENDS, DIST, MODES, waitExit } from './helpers.js';
+import { BACKENDS, DIST, MODES, accepts, freePort, waitExit } from './helpers.js';
 
 const GET = join(DIST, 'cli', 'get.js');
 const BODY_BYTES = 2 * 1024 * 1024;
 
-/** A port nobody listens on right now: the kernel picks it, and we let it go. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-function accepts(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const sock = netConnect(port, '127.0.0.1');
-    sock.on('connect', () => {
-      sock.destroy();
-      resolve(true);
-    });
-    sock.on('error', () => resolve(false));
-  });
-}
 
 /** python3 -m http.server on a free port, once it accepts connections. */
 async function startHttpServer(directory: string): Promise<{ child: ChildProcess; port: number }> {

@@ -5,13 +5,12 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
-import { BACKENDS, DIST, MODES, type Mode, startCli, waitExit } from './helpers.js';
+import { BACKENDS, DIST, MODES, type Mode, accepts, freePort, startCli, waitExit } from './helpers.js';
 
 const FILE_BYTES = 5 * 1024 * 1024;
 const CONCURRENT_CURLS = 50;
@@ -107,29 +106,6 @@ function runToEnd(command: string, args: string[]): Promise<{ code: number | str
   });
 }
 
-/** A port nobody listens on right now: the kernel picks it, and we let it go. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-function accepts(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const sock = netConnect(port, '127.0.0.1');
-    sock.on('connect', () => {
-      sock.destroy();
-      resolve(true);
-    });
-    sock.on('error', () => resolve(false));
-  });
-}
 
 /** Collects a child's stdout; `line(re)` resolves with the first match of a pattern. */
 class Output {
