@@ -1,29 +1,7 @@
 // asyncore for Node.js: the public surface (see README.md). Re-exports only.
 export type { Address } from './binding.js';
-export {
-  AF_INET,
-  AF_INET6,
-  AF_UNIX,
-  SOCK_STREAM,
-  SOCK_DGRAM,
-  SOL_SOCKET,
-  SO_REUSEADDR,
-  SO_REUSEPORT,
-  SO_ERROR,
-  SO_SNDBUF,
-  SO_RCVBUF,
-  IPPROTO_TCP,
-  TCP_NODELAY,
-  SHUT_RD,
-  SHUT_WR,
-  SHUT_RDWR,
-  POLLIN,
-  POLLPRI,
-  POLLOUT,
-  POLLERR,
-  POLLHUP,
-  POLLNVAL,
-} from './constants.js';
+// AF_*, SOCK_*, SOL_SOCKET, SO_*, IPPROTO_TCP, TCP_NODELAY, SHUT_*, POLL* and FD_SETSIZE.
+export * from './constants.js';
 export { SocketError, ExitNow, compactTraceback, type CompactTraceback } from './errors.js';
 export { Socket, socketpair } from './socket.js';
 export { Dispatcher, DispatcherWithSend, socketMap, type SocketMap } from './dispatcher.js';
