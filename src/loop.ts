@@ -173,6 +173,8 @@ class Poller implements MapWatcher {
   readonly #askedEveryIteration = new Set<Dispatcher>();
   /** Dispatchers with built-in predicates whose answers may have changed. */
   readonly #changed = new Set<Dispatcher>();
+  /** Channels that left the map while the native thread was waiting (loop() only). */
+  readonly #leftOutsideTurn: { fd: number; dispatcher: Dispatcher }[] = [];
   #scanEverything = true;
   #watchedCount = 0;
   /** [fd, events] pairs of the last wait. */
@@ -194,6 +196,7 @@ class Poller implements MapWatcher {
 
   /** Step 1: ask the dispatchers that may answer differently, and tell the kernel what changed. */
   updateInterest(map: SocketMap): void {
+    for (const { fd, dispatcher } of this.#leftOutsideTurn.splice(0)) this.#unwatch(fd, dispatcher);
     // A map changed behind our back (map.set / map.delete instead of addChannel/delChannel)
     // shows up as a size mismatch: then everything is asked once, as Python always does.
     if (this.#scanEverything || map.size !== this.#watches.size) {
@@ -343,16 +346,21 @@ class Poller implements MapWatcher {
   forget(fd: number, dispatcher: Dispatcher): void {
     this.#changed.delete(dispatcher);
     this.#askedEveryIteration.delete(dispatcher);
-    const watched = this.#watches.get(fd);
-    if (watched === undefined || watched.owner !== dispatcher) return;
     if (this.inTurn) {
-      this.#apply(fd, watched.mask, 0);
-      this.#watches.delete(fd);
+      this.#unwatch(fd, dispatcher);
     } else {
-      // The native thread is waiting on this set: the next turn's sweep drops the fd.
+      // The native thread is waiting on this set: the next turn drops the fd.
+      this.#leftOutsideTurn.push({ fd, dispatcher });
       this.forgotOutsideTurn = true;
       this.onChangeOutsideTurn?.();
     }
+  }
+
+  #unwatch(fd: number, dispatcher: Dispatcher): void {
+    const watched = this.#watches.get(fd);
+    if (watched === undefined || watched.owner !== dispatcher) return;
+    this.#apply(fd, watched.mask, 0);
+    this.#watches.delete(fd);
   }
 
   interestChanged(dispatcher?: Dispatcher): void {
