@@ -933,7 +933,9 @@ async function main() {
 
   const builds = build();
   const results = {
-    command: ['node', 'bench/run.mjs', ...process.argv.slice(2)].join(' '),
+    command:
+      (process.env.npm_lifecycle_event?.startsWith('bench') ? `npm run ${process.env.npm_lifecycle_event}, i.e. ` : '') +
+      ['node', 'bench/run.mjs', ...process.argv.slice(2)].join(' '),
     quick: values.quick,
     timing,
     machine: { ...machine(), builds },
