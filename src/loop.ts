@@ -197,24 +197,30 @@ class Poller implements MapWatcher {
   /** Step 1: ask the dispatchers that may answer differently, and tell the kernel what changed. */
   updateInterest(map: SocketMap): void {
     for (const { fd, dispatcher } of this.#leftOutsideTurn.splice(0)) this.#unwatch(fd, dispatcher);
-    // A map changed behind our back (map.set / map.delete instead of addChannel/delChannel)
-    // shows up as a size mismatch: then everything is asked once, as Python always does.
-    if (this.#scanEverything || map.size !== this.#watches.size) {
-      this.#scanEverything = false;
-      this.#askedEveryIteration.clear();
-      for (const [fd, obj] of map) this.#refresh(fd, obj);
-      this.#sweep(map);
+    if (this.#scanEverything) {
+      this.#scanAll(map);
     } else {
       for (const obj of this.#askedEveryIteration) this.#refreshChannel(obj, map);
       for (const obj of this.#changed) {
         if (!this.#askedEveryIteration.has(obj)) this.#refreshChannel(obj, map);
       }
+      // A map changed behind our back (map.set / map.delete instead of addChannel and
+      // delChannel) shows up as a size mismatch: then everything is asked once, as Python
+      // always does. New channels reported themselves above, so an accept costs O(1).
+      if (map.size !== this.#watches.size) this.#scanAll(map);
     }
     this.#changed.clear();
     // Room for every watched fd, so one wait reports all of them.
     if (this.ready.length < 2 * this.#watchedCount) {
       this.ready = new Int32Array(Math.max(2 * this.#watchedCount, 2 * this.ready.length));
     }
+  }
+
+  #scanAll(map: SocketMap): void {
+    this.#scanEverything = false;
+    this.#askedEveryIteration.clear();
+    for (const [fd, obj] of map) this.#refresh(fd, obj);
+    this.#sweep(map);
   }
 
   #refreshChannel(obj: Dispatcher, map: SocketMap): void {
