@@ -1,5 +1,7 @@
 // What every command-line tool of the package shares: flag checks with the same messages
 // and exit codes, and running the loop until SIGINT/SIGTERM in either mode.
+import { type ParseArgsConfig, parseArgs } from 'node:util';
+
 import { type LoopOptions, availableBackends, closeAll, loop, loopSync } from '../index.js';
 import { SignalDispatcher } from '../signals.js';
 
@@ -10,6 +12,24 @@ export class Cli {
     readonly name: string,
     readonly usage: string,
   ) {}
+
+  /**
+   * parseArgs() with the tools' conventions: a bad flag is a usage error (exit code 2), and
+   * --help prints the usage and returns null.
+   */
+  parse<T extends ParseArgsConfig>(config: T): ReturnType<typeof parseArgs<T>> | null {
+    let parsed: ReturnType<typeof parseArgs<T>>;
+    try {
+      parsed = parseArgs(config);
+    } catch (err) {
+      this.usageError(err instanceof Error ? err.message : String(err));
+    }
+    if ((parsed.values as { help?: unknown }).help === true) {
+      process.stdout.write(`${this.usage}\n`);
+      return null;
+    }
+    return parsed;
+  }
 
   /** A bad flag: the message and the usage on stderr, exit code 2. */
   usageError(message: string): never {

@@ -5,7 +5,6 @@
 //
 // It prints one line when it listens ("listening on HOST:PORT ...") and stops cleanly on
 // SIGINT or SIGTERM.
-import { parseArgs } from 'node:util';
 
 import {
   AF_INET,
@@ -94,27 +93,20 @@ function printTrace(it: IterationTrace): void {
 }
 
 function main(): void {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      options: {
-        host: { type: 'string', default: '127.0.0.1' },
-        port: { type: 'string', default: '8080' },
-        backend: { type: 'string', default: 'auto' },
-        mode: { type: 'string', default: 'sync' },
-        trace: { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (err) {
-    cli.usageError(err instanceof Error ? err.message : String(err));
-  }
-  if (values.help) {
-    process.stdout.write(`${USAGE}\n`);
-    return;
-  }
+  const parsed = cli.parse({
+    options: {
+      host: { type: 'string', default: '127.0.0.1' },
+      port: { type: 'string', default: '8080' },
+      backend: { type: 'string', default: 'auto' },
+      mode: { type: 'string', default: 'sync' },
+      trace: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  if (parsed === null) return;
+  const { values } = parsed;
   const port = cli.port(values.port, '--port');
   const backend = cli.backend(values.backend);
   const mode = cli.mode(values.mode);

@@ -9,7 +9,6 @@
 // becomes shutdown(SHUT_WR) on the other once what is queued for it has been sent), and a
 // side stops being read while its peer has more than PEER_QUEUE_LIMIT bytes queued, so a
 // slow reader slows the writer down instead of filling the forwarder's memory.
-import { parseArgs } from 'node:util';
 
 import {
   AF_INET,
@@ -266,28 +265,21 @@ function formatAddress(addr: Address): string {
 }
 
 function main(): void {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      options: {
-        'local-host': { type: 'string', short: 'l' },
-        'local-port': { type: 'string', short: 'p' },
-        'remote-host': { type: 'string', short: 'r' },
-        'remote-port': { type: 'string', short: 'P' },
-        backend: { type: 'string', default: 'auto' },
-        mode: { type: 'string', default: 'sync' },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (err) {
-    cli.usageError(describeError(err));
-  }
-  if (values.help) {
-    process.stdout.write(`${USAGE}\n`);
-    return;
-  }
+  const parsed = cli.parse({
+    options: {
+      'local-host': { type: 'string', short: 'l' },
+      'local-port': { type: 'string', short: 'p' },
+      'remote-host': { type: 'string', short: 'r' },
+      'remote-port': { type: 'string', short: 'P' },
+      backend: { type: 'string', default: 'auto' },
+      mode: { type: 'string', default: 'sync' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  if (parsed === null) return;
+  const { values } = parsed;
   const localHost = values['local-host'];
   const remoteHost = values['remote-host'];
   if (localHost === undefined) cli.usageError('-l LOCAL_HOST is required');

@@ -11,7 +11,6 @@
 // bad command line.
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { constants } from 'node:os';
-import { parseArgs } from 'node:util';
 
 import {
   AF_INET,
@@ -298,28 +297,20 @@ class HttpGet extends Dispatcher {
 }
 
 function main(): void {
-  let values;
-  let positionals;
-  try {
-    ({ values, positionals } = parseArgs({
-      options: {
-        output: { type: 'string', short: 'o' },
-        verbose: { type: 'boolean', short: 'v', default: false },
-        backend: { type: 'string', default: 'auto' },
-        mode: { type: 'string', default: 'sync' },
-        timeout: { type: 'string', default: '30' },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-      strict: true,
-      allowPositionals: true,
-    }));
-  } catch (err) {
-    usageError(err instanceof Error ? err.message : String(err));
-  }
-  if (values.help) {
-    process.stdout.write(`${USAGE}\n`);
-    return;
-  }
+  const parsed = cli.parse({
+    options: {
+      output: { type: 'string', short: 'o' },
+      verbose: { type: 'boolean', short: 'v', default: false },
+      backend: { type: 'string', default: 'auto' },
+      mode: { type: 'string', default: 'sync' },
+      timeout: { type: 'string', default: '30' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+    strict: true,
+    allowPositionals: true,
+  });
+  if (parsed === null) return;
+  const { values, positionals } = parsed;
   if (positionals.length !== 1) usageError(positionals.length === 0 ? 'a URL is required' : 'only one URL, please');
   const target = parseTarget(positionals[0] as string);
   const backend = cli.backend(values.backend);

@@ -10,7 +10,6 @@
 // listens and stops cleanly on SIGINT or SIGTERM.
 import { closeSync, fstatSync, openSync, readSync, realpathSync, statSync } from 'node:fs';
 import { extname, join, sep } from 'node:path';
-import { parseArgs } from 'node:util';
 
 import {
   AF_INET,
@@ -349,28 +348,21 @@ class HttpServer extends Dispatcher {
 }
 
 function main(): void {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      options: {
-        host: { type: 'string', default: '127.0.0.1' },
-        port: { type: 'string', default: '8000' },
-        root: { type: 'string' },
-        backend: { type: 'string', default: 'auto' },
-        mode: { type: 'string', default: 'sync' },
-        quiet: { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (err) {
-    cli.usageError(err instanceof Error ? err.message : String(err));
-  }
-  if (values.help) {
-    process.stdout.write(`${USAGE}\n`);
-    return;
-  }
+  const parsed = cli.parse({
+    options: {
+      host: { type: 'string', default: '127.0.0.1' },
+      port: { type: 'string', default: '8000' },
+      root: { type: 'string' },
+      backend: { type: 'string', default: 'auto' },
+      mode: { type: 'string', default: 'sync' },
+      quiet: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  if (parsed === null) return;
+  const { values } = parsed;
   const port = cli.port(values.port, '--port');
   const backend = cli.backend(values.backend);
   const mode = cli.mode(values.mode);
