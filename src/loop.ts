@@ -183,8 +183,6 @@ class Poller implements MapWatcher {
 
   /** Whether the sink may be touched now (always for loopSync; in the JS turn for loop()). */
   inTurn = true;
-  /** Set by forget() outside the turn: the wait may report EBADF for the closed fd. */
-  forgotOutsideTurn = false;
   /** Called when interest changes outside the turn (loop() wakes its thread). */
   onChangeOutsideTurn: (() => void) | null = null;
 
@@ -357,9 +355,13 @@ class Poller implements MapWatcher {
     } else {
       // The native thread is waiting on this set: the next turn drops the fd.
       this.#leftOutsideTurn.push({ fd, dispatcher });
-      this.forgotOutsideTurn = true;
       this.onChangeOutsideTurn?.();
     }
+  }
+
+  /** Whether a channel left while the thread waited: that wait may report EBADF for its fd. */
+  get channelLeftDuringWait(): boolean {
+    return this.#leftOutsideTurn.length > 0;
   }
 
   #unwatch(fd: number, dispatcher: Dispatcher): void {
@@ -561,7 +563,6 @@ export function loop(options: LoopOptions = {}): LoopPromise {
     poller.updateInterest(map);
     if (trace !== undefined) lists = poller.interestLists();
     poller.inTurn = false;
-    poller.forgotOutsideTurn = false;
     const now = performance.now();
     waitDeadline ??= loopTimeoutMs < 0 ? Infinity : now + loopTimeoutMs;
     const remaining = waitDeadline === Infinity ? -1 : Math.max(0, Math.ceil(waitDeadline - now));
@@ -585,7 +586,7 @@ export function loop(options: LoopOptions = {}): LoopPromise {
       let count_ = 0;
       if (result < 0) {
         // A dispatcher closed its fd while select()/poll() watched it: not an error.
-        if (!(result === -EBADF && poller.forgotOutsideTurn)) throw errnoError(result, backend);
+        if (!(result === -EBADF && poller.channelLeftDuringWait)) throw errnoError(result, backend);
       } else if (result > 0) {
         count_ = thread.takeReady(poller.ready);
       }
