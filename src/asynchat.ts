@@ -366,11 +366,13 @@ export class AsyncChat extends Dispatcher {
   }
 
   #enqueue(entry: OutgoingEntry): void {
-    const wasEmpty = this.#fifo.length === 0;
+    // A count, not a `length === 0` flag: TypeScript would narrow #fifo.length through the
+    // flag and miss that initiateSend() below may empty the fifo again.
+    const queuedBefore = this.#fifo.length;
     this.#fifo.push(entry);
     this.initiateSend();
     // writable() just turned true: a loop() waiting on its thread must hear of it now.
-    if (wasEmpty && this.#fifo.length > 0) this.interestChanged();
+    if (queuedBefore === 0 && this.#fifo.length > 0) this.interestChanged();
   }
 
   /** Sends (some of) the first piece of the fifo, asking producers for data as needed. */

@@ -30,12 +30,15 @@ const builtInPredicates = new Set<unknown>();
 
 /** Marks the predicates of a class as built in (see above). For this package's own classes. */
 export function declareBuiltInPredicates(prototype: Dispatcher): void {
+  /* eslint-disable @typescript-eslint/unbound-method -- the methods are compared by identity, never called */
   builtInPredicates.add(prototype.readable);
   builtInPredicates.add(prototype.writable);
+  /* eslint-enable @typescript-eslint/unbound-method */
 }
 
 /** Whether the loop may skip asking this dispatcher's predicates while it is idle. */
 export function hasBuiltInPredicates(obj: Dispatcher): boolean {
+  // eslint-disable-next-line @typescript-eslint/unbound-method -- compared by identity, never called
   return builtInPredicates.has(obj.readable) && builtInPredicates.has(obj.writable);
 }
 
@@ -145,8 +148,7 @@ export class Dispatcher {
    * after `timeout`.
    */
   interestChanged(map: SocketMap = this._map): void {
-    // During construction the map is not assigned yet; addChannel() reports the channel.
-    if (map !== undefined) watcherOf(map)?.interestChanged(this);
+    watcherOf(map)?.interestChanged(this);
   }
 
   // --- Socket methods ------------------------------------------------------------------------

@@ -78,7 +78,8 @@ export class FileDispatcher extends Dispatcher {
   }
 }
 
-function fdOf(fd: FileLike): number {
+// `null` as well: a JavaScript caller may pass it, and the TypeError below names it.
+function fdOf(fd: FileLike | null): number {
   if (typeof fd === 'number') return fd;
   if (typeof fd === 'object' && fd !== null) {
     if ('fileno' in fd && typeof fd.fileno === 'function') return fd.fileno();

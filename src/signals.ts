@@ -14,6 +14,8 @@ import { FileDispatcher } from './file.js';
 const signalNames = new Map<number, NodeJS.Signals>(
   Object.entries(constants.signals).map(([name, number]) => [number, name as NodeJS.Signals]),
 );
+// Looked up by name: a JavaScript caller may pass a name that is not a signal.
+const signalNumbers = new Map<string, number>(Object.entries(constants.signals));
 
 export class SignalDispatcher extends FileDispatcher {
   readonly #onSignal: (signal: NodeJS.Signals) => void;
@@ -21,8 +23,8 @@ export class SignalDispatcher extends FileDispatcher {
   constructor(signals: NodeJS.Signals[], onSignal: (signal: NodeJS.Signals) => void, map?: SocketMap) {
     let fd = -1;
     for (const name of signals) {
-      const number = constants.signals[name];
-      if (number === undefined) throw new TypeError(`unknown signal ${String(name)}`);
+      const number = signalNumbers.get(name);
+      if (number === undefined) throw new TypeError(`unknown signal ${name}`);
       fd = check(native.signalWakeupFd(number), 'sigaction');
     }
     if (fd < 0) throw new TypeError('SignalDispatcher needs at least one signal');

@@ -46,7 +46,10 @@ export function toBytes(data: Uint8Array | string): Uint8Array {
 export function describe(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'an array';
-  return typeof value === 'object' ? (value.constructor?.name ?? 'object') : typeof value;
+  if (typeof value !== 'object') return typeof value;
+  // Read as unknown: an Object.create(null) value has no constructor at all.
+  const constructor: unknown = Reflect.get(value, 'constructor');
+  return typeof constructor === 'function' ? constructor.name : 'object';
 }
 
 function checkSize(n: unknown, what: string): number {
@@ -137,8 +140,10 @@ export class Socket {
   }
 
   setBlocking(flag: boolean): void {
-    check(native.setNonBlocking(this.#open('fcntl'), !flag), 'fcntl');
-    this.#blocking = Boolean(flag);
+    // `!flag` also turns the 0/1 a JavaScript caller may pass (Python's setblocking(0)) into a boolean.
+    const nonBlocking = !flag;
+    check(native.setNonBlocking(this.#open('fcntl'), nonBlocking), 'fcntl');
+    this.#blocking = !nonBlocking;
   }
 
   getBlocking(): boolean {

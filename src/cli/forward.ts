@@ -236,7 +236,7 @@ class Forwarder extends Dispatcher {
     sock.setsockopt(IPPROTO_TCP, TCP_NODELAY, 1);
     const client = new ForwardSide(`client ${formatAddress(addr)}`, sock);
     const [host, port] = this.#remote;
-    const upstream = new ForwardSide(`${formatAddress([host, port])}`);
+    const upstream = new ForwardSide(formatAddress([host, port]));
     client.peer = upstream;
     upstream.peer = client;
     try {
