@@ -334,6 +334,7 @@ describe('toString (test_repr)', () => {
     server.listen(5);
     try {
       expect(String(server)).toBe(`<EchoServer listening 127.0.0.1:${port} at fd ${server.fileno()}>`);
+      // eslint-disable-next-line @typescript-eslint/restrict-template-expressions -- template conversion is what is tested
       expect(`${server}`).toBe(server.toString());
     } finally {
       server.close();

@@ -66,7 +66,7 @@ function bindFresh(dispatcher: Dispatcher, family: Family): void {
 
 function socketOf(dispatcher: Dispatcher): Socket {
   if (dispatcher.socket instanceof Socket) return dispatcher.socket;
-  throw new Error(`${dispatcher} has no Socket`);
+  throw new Error(`${String(dispatcher)} has no Socket`);
 }
 
 // --- CPython's test classes ------------------------------------------------------------------
@@ -75,6 +75,7 @@ function socketOf(dispatcher: Dispatcher): Socket {
 class BaseTestHandler extends Dispatcher {
   flag = false;
 
+  // eslint-disable-next-line @typescript-eslint/no-useless-constructor -- makes `map` required: no test may use the global map
   constructor(sock: Socket | null, map: SocketMap) {
     super(sock, map);
   }

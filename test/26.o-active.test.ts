@@ -94,6 +94,7 @@ describe('O(active) iterations', () => {
             readCalls++;
             return true;
           });
+          // eslint-disable-next-line @typescript-eslint/unbound-method -- called below with .call(this)
           const original = DispatcherWithSend.prototype.writable;
           vi.spyOn(DispatcherWithSend.prototype, 'writable').mockImplementation(function (this: DispatcherWithSend) {
             writeCalls++;

@@ -22,14 +22,10 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { MODES, type Mode } from './helpers.js';
 
 /** Runs the loop in `mode` and settles when it returns (loopSync) or its promise settles. */
-function runLoop(mode: Mode, options: LoopOptions): Promise<void> {
+async function runLoop(mode: Mode, options: LoopOptions): Promise<void> {
   if (mode === 'thread') return loop(options);
-  try {
-    loopSync(options);
-    return Promise.resolve();
-  } catch (err) {
-    return Promise.reject(err);
-  }
+  // An async function turns what loopSync throws into a rejection.
+  loopSync(options);
 }
 
 /**

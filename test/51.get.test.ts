@@ -85,6 +85,7 @@ describe('asyncore-get', () => {
   });
 
   afterAll(async () => {
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- undefined when beforeAll failed
     if (server !== undefined) {
       server.child.kill('SIGKILL');
       await waitExit(server.child);
@@ -212,7 +213,7 @@ describe('asyncore-get', () => {
           });
           children.push(child);
           let stderr = '';
-          child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+          child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
           // Once the request went out, the client sits in its loop waiting for an answer.
           await new Promise((r) => setTimeout(r, 400));
           const closed = new Promise((resolve) => child.on('close', (code) => resolve(code)));

@@ -122,7 +122,7 @@ describe('the SMTP sink example with smtplib', () => {
     expect(filesIn(dir)).toEqual(await expectedMessages());
   });
 
-  it('numbers files past the ones an earlier run left in the directory', async () => {
+  it('numbers files past the ones an earlier run left in the directory', () => {
     const dir = outputDir();
     const first = startSmtpSink({ dir, port: 0, map });
     first.store(Buffer.from('earlier\r\n'));

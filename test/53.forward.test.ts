@@ -161,7 +161,7 @@ describe('asyncore-forward', () => {
 
   describe('in front of python3 -m http.server', () => {
     let dir: string;
-    let http: ChildProcess;
+    let http: ChildProcess | undefined;
     let httpPort: number;
     let expected: string;
 
@@ -170,23 +170,26 @@ describe('asyncore-forward', () => {
       const body = randomBytes(FILE_BYTES);
       writeFileSync(join(dir, 'five.bin'), body);
       expected = sha256(body);
-      for (let attempt = 0; attempt < 3 && httpPort === undefined; attempt++) {
+      let started: number | undefined;
+      for (let attempt = 0; attempt < 3 && started === undefined; attempt++) {
         const port = await freePort();
-        http = spawn('python3', ['-m', 'http.server', '--bind', '127.0.0.1', String(port), '--directory', dir], {
+        const child = spawn('python3', ['-m', 'http.server', '--bind', '127.0.0.1', String(port), '--directory', dir], {
           stdio: 'ignore',
         });
+        http = child;
         const deadline = Date.now() + 10_000;
-        while (http.exitCode === null && Date.now() < deadline && httpPort === undefined) {
-          if (await accepts(port)) httpPort = port;
+        while (child.exitCode === null && Date.now() < deadline && started === undefined) {
+          if (await accepts(port)) started = port;
           else await new Promise((r) => setTimeout(r, 50));
         }
-        if (httpPort === undefined) {
+        if (started === undefined) {
           // Someone took the port between our probe and python's bind: try another one.
-          http.kill('SIGKILL');
-          await waitExit(http);
+          child.kill('SIGKILL');
+          await waitExit(child);
         }
       }
-      if (httpPort === undefined) throw new Error('python3 -m http.server did not start');
+      if (started === undefined) throw new Error('python3 -m http.server did not start');
+      httpPort = started;
     });
 
     afterAll(async () => {

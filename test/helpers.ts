@@ -69,10 +69,10 @@ export async function startCli(
   });
   let out = '';
   let err = '';
-  child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${name} did not start: ${out}${err}`)), 10_000);
-    child.stdout?.on('data', (d: Buffer) => {
+    child.stdout.on('data', (d: Buffer) => {
       out += d.toString();
       const m = /listening on (.*):(\d+)/.exec(out);
       if (m !== null) {
