@@ -74,6 +74,13 @@ Napi::Value AddressToJs(Napi::Env env, const SockAddr& addr) {
   return pair;
 }
 
+// The Error for a reactor that could not be created: the cause is in `errno`.
+Napi::Error ReactorCreationError(Napi::Env env, int error) {
+  Napi::Error failure = Napi::Error::New(env, "cannot create the reactor");
+  failure.Set("errno", Napi::Number::New(env, -error));
+  return failure;
+}
+
 Napi::Number Result(Napi::Env env, int64_t value) {
   return Napi::Number::New(env, static_cast<double>(value));
 }
@@ -293,11 +300,7 @@ class ReactorWrap : public Napi::ObjectWrap<ReactorWrap> {
     if (!info[0].IsString()) throw Napi::TypeError::New(info.Env(), "backend must be a string");
     int error = 0;
     reactor_ = Reactor::Create(info[0].As<Napi::String>().Utf8Value(), &error);
-    if (reactor_ == nullptr) {
-      Napi::Error failure = Napi::Error::New(info.Env(), "cannot create the reactor");
-      failure.Set("errno", Napi::Number::New(info.Env(), -error));
-      throw failure;
-    }
+    if (reactor_ == nullptr) throw ReactorCreationError(info.Env(), error);
   }
 
  private:

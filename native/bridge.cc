@@ -61,6 +61,15 @@ void DeliverBatch(Napi::Env env, Napi::Function on_batch, Context* context, std:
 
 using BatchFunction = Napi::TypedThreadSafeFunction<Context, std::nullptr_t, DeliverBatch>;
 
+// The Error for a thread loop whose reactor could not be set up: the cause is in `errno`,
+// the wake-up fd (-1 if none was made) in `fd`.
+Napi::Error ReactorCreationError(Napi::Env env, int error, int wake_fd) {
+  Napi::Error failure = Napi::Error::New(env, "cannot create the reactor");
+  failure.Set("errno", Napi::Number::New(env, -error));
+  failure.Set("fd", Napi::Number::New(env, wake_fd));
+  return failure;
+}
+
 class ThreadLoop : public Napi::ObjectWrap<ThreadLoop> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -88,10 +97,7 @@ class ThreadLoop : public Napi::ObjectWrap<ThreadLoop> {
     auto core = std::make_shared<LoopCore>();
     core->reactor = Reactor::Create(info[0].As<Napi::String>().Utf8Value(), &error);
     if (core->reactor == nullptr || (error = core->reactor->EnableWakeups(&wake_fd)) < 0) {
-      Napi::Error failure = Napi::Error::New(env, "cannot create the reactor");
-      failure.Set("errno", Napi::Number::New(env, -error));
-      failure.Set("fd", Napi::Number::New(env, wake_fd));
-      throw failure;
+      throw ReactorCreationError(env, error, wake_fd);
     }
     core_ = core;
     auto* context = new Context{core};
