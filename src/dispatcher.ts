@@ -10,6 +10,7 @@ import { AF_INET, SOCK_STREAM, SOL_SOCKET, SO_ERROR, SO_REUSEADDR } from './cons
 import { compactTraceback, errnoError, errnoName, isDisconnect, isWouldBlock } from './errors.js';
 import type { FileWrapper } from './file.js';
 import { Socket, toBytes } from './socket.js';
+import { type ScheduledCall, callLater } from './timers.js';
 import { watcherOf } from './watchers.js';
 
 /** fd -> dispatcher: what a loop polls. */
@@ -28,7 +29,17 @@ const CONNECT_PENDING: ReadonlySet<string> = new Set(['EINPROGRESS', 'EALREADY',
 // every iteration, exactly as in Python.
 const builtInPredicates = new Set<unknown>();
 
-/** Marks the predicates of a class as built in (see above). For this package's own classes. */
+// accept() failures that mean "no fd or memory for one more connection right now". The
+// connection stays queued, so the listener stays readable: polling it again at once would spin.
+const ACCEPT_EXHAUSTED: ReadonlySet<string> = new Set(['EMFILE', 'ENFILE', 'ENOBUFS', 'ENOMEM']);
+const ACCEPT_RETRY_SECONDS = 0.1;
+
+/**
+ * Marks the readable()/writable() of a class as built in (see above): the loop asks them only
+ * after interestChanged() or after the dispatcher handled an event, not every iteration.
+ * A subclass that overrides them may declare itself too, if it promises to call
+ * `this.interestChanged()` whenever their answer may change.
+ */
 export function declareBuiltInPredicates(prototype: Dispatcher): void {
   builtInPredicates.add(prototype.readable);
   builtInPredicates.add(prototype.writable);
@@ -53,6 +64,7 @@ export class Dispatcher {
   #connected = false;
   #accepting = false;
   #connecting = false;
+  #acceptRetry: ScheduledCall | null = null;
 
   // State the built-in predicates read: a change tells the loop to ask them again.
   get connected(): boolean {
@@ -207,6 +219,7 @@ export class Dispatcher {
     } catch (err) {
       const code = (err as { code?: unknown }).code;
       if (code === 'EAGAIN' || code === 'EWOULDBLOCK' || code === 'ECONNABORTED') return null;
+      if (typeof code === 'string' && ACCEPT_EXHAUSTED.has(code)) this.#pauseAccepting();
       throw err;
     }
   }
@@ -244,7 +257,31 @@ export class Dispatcher {
     }
   }
 
+  /**
+   * True for a moment after accept() ran out of fds or memory: the loop leaves the listener
+   * unpolled for reading meanwhile (whatever readable() says), instead of spinning on a
+   * connection it cannot take. libuv and nginx back off the same way.
+   */
+  get acceptPaused(): boolean {
+    return this.#acceptRetry !== null;
+  }
+
+  #pauseAccepting(): void {
+    if (this.#acceptRetry !== null) return;
+    this.#acceptRetry = callLater(
+      ACCEPT_RETRY_SECONDS,
+      () => {
+        this.#acceptRetry = null;
+        this.interestChanged();
+      },
+      this._map,
+    );
+    this.interestChanged();
+  }
+
   close(): void {
+    this.#acceptRetry?.cancel();
+    this.#acceptRetry = null;
     this.connected = false;
     this.accepting = false;
     this.connecting = false;

@@ -4,7 +4,13 @@ export type { Address } from './binding.js';
 export * from './constants.js';
 export { SocketError, ExitNow, compactTraceback, type CompactTraceback } from './errors.js';
 export { Socket, socketpair } from './socket.js';
-export { Dispatcher, DispatcherWithSend, socketMap, type SocketMap } from './dispatcher.js';
+export {
+  Dispatcher,
+  DispatcherWithSend,
+  declareBuiltInPredicates,
+  socketMap,
+  type SocketMap,
+} from './dispatcher.js';
 export { FileDispatcher, FileWrapper } from './file.js';
 export {
   loop,

@@ -228,7 +228,7 @@ class Poller implements MapWatcher {
 
   /** Asks one dispatcher (Python's semantics) and applies a changed mask. */
   #refresh(fd: number, obj: Dispatcher): void {
-    const r = obj.readable();
+    const r = obj.readable() && !obj.acceptPaused;
     const w = obj.writable();
     // Listening sockets are never polled for writing.
     const out = w && !obj.accepting;
