@@ -201,6 +201,30 @@ Napi::Value JsWrite(const Napi::CallbackInfo& info) {
   return Result(info.Env(), Write(fd, data, length));
 }
 
+// pipe() -> [readFd, writeFd] or -errno
+Napi::Value JsPipe(const Napi::CallbackInfo& info) {
+  int fds[2] = {-1, -1};
+  int status = PipeOpen(fds);
+  if (status < 0) return Result(info.Env(), status);
+  Napi::Array pair = Napi::Array::New(info.Env(), 2);
+  pair.Set(0u, Napi::Number::New(info.Env(), fds[0]));
+  pair.Set(1u, Napi::Number::New(info.Env(), fds[1]));
+  return pair;
+}
+
+Napi::Value JsSetPipeSize(const Napi::CallbackInfo& info) {
+  return Result(info.Env(), SetPipeSize(IntArg(info, 0, "fd"), IntArg(info, 1, "bytes")));
+}
+
+// splice(fdIn, fdOut, length) -> bytes moved (0 at EOF) or -errno
+Napi::Value JsSplice(const Napi::CallbackInfo& info) {
+  int fd_in = IntArg(info, 0, "fdIn");
+  int fd_out = IntArg(info, 1, "fdOut");
+  int32_t length = IntArg(info, 2, "length");
+  if (length < 0) return Result(info.Env(), -EINVAL);
+  return Result(info.Env(), Splice(fd_in, fd_out, static_cast<size_t>(length)));
+}
+
 Napi::Value NameOf(const Napi::CallbackInfo& info, int (*get)(int, SockAddr*)) {
   SockAddr addr;
   int status = get(IntArg(info, 0, "fd"), &addr);
@@ -408,6 +432,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("recvfromInto", Napi::Function::New<JsRecvFromInto>(env, "recvfromInto"));
   exports.Set("readInto", Napi::Function::New<JsReadInto>(env, "readInto"));
   exports.Set("write", Napi::Function::New<JsWrite>(env, "write"));
+  exports.Set("pipe", Napi::Function::New<JsPipe>(env, "pipe"));
+  exports.Set("setPipeSize", Napi::Function::New<JsSetPipeSize>(env, "setPipeSize"));
+  exports.Set("splice", Napi::Function::New<JsSplice>(env, "splice"));
   exports.Set("getsockname", Napi::Function::New<JsGetSockName>(env, "getsockname"));
   exports.Set("getpeername", Napi::Function::New<JsGetPeerName>(env, "getpeername"));
   exports.Set("setsockopt", Napi::Function::New<JsSetSockOpt>(env, "setsockopt"));

@@ -4,6 +4,7 @@ export type { Address } from './binding.js';
 export * from './constants.js';
 export { SocketError, ExitNow, compactTraceback, type CompactTraceback } from './errors.js';
 export { Socket, socketpair } from './socket.js';
+export { SplicePipe } from './splice.js';
 export {
   Dispatcher,
   DispatcherWithSend,
