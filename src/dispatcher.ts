@@ -35,10 +35,20 @@ const ACCEPT_EXHAUSTED: ReadonlySet<string> = new Set(['EMFILE', 'ENFILE', 'ENOB
 const ACCEPT_RETRY_SECONDS = 0.1;
 
 /**
- * Marks the readable()/writable() of a class as built in (see above): the loop asks them only
- * after interestChanged() or after the dispatcher handled an event, not every iteration.
- * A subclass that overrides them may declare itself too, if it promises to call
- * `this.interestChanged()` whenever their answer may change.
+ * Marks the readable()/writable() of a class as built in: the loop asks them only after
+ * interestChanged() or after the dispatcher handled an event, not every iteration, so an idle
+ * dispatcher of the class costs nothing. A subclass that overrides them may declare itself
+ * too, if it promises to call `this.interestChanged()` whenever their answer may change
+ * (otherwise the loop would keep using a stale answer).
+ *
+ * ```ts
+ * class Paused extends DispatcherWithSend {
+ *   #paused = false;
+ *   override readable(): boolean { return !this.#paused; }
+ *   pause(paused: boolean): void { this.#paused = paused; this.interestChanged(); }
+ * }
+ * declareBuiltInPredicates(Paused.prototype);
+ * ```
  */
 export function declareBuiltInPredicates(prototype: Dispatcher): void {
   builtInPredicates.add(prototype.readable);

@@ -13,6 +13,19 @@ const ENOSYS = 38;
 
 let probed: boolean | undefined;
 
+/**
+ * A kernel pipe for moving bytes from one socket to another with `splice(2)`, without copying them into
+ * JavaScript (Linux only; see {@link SplicePipe.supported}). {@link SplicePipe.fill} moves what a
+ * socket received into the pipe, {@link SplicePipe.drain} moves it on into another socket; both are
+ * non-blocking and throw `SocketError('EAGAIN')` when they would block. `asyncore-forward` uses one
+ * pipe per direction of each connection.
+ *
+ * ```ts
+ * const pipe = new SplicePipe();
+ * pipe.fill(from);  // in a handleRead() of `from`
+ * pipe.drain(to);   // in a handleWrite() of `to`
+ * ```
+ */
 export class SplicePipe {
   /** The pipe's capacity in bytes, as the kernel granted it. */
   readonly capacity: number;
@@ -58,6 +71,7 @@ export class SplicePipe {
     return this.#pending;
   }
 
+  /** Whether {@link SplicePipe.close} was called. */
   get closed(): boolean {
     return this.#readFd < 0;
   }
