@@ -124,8 +124,11 @@ class Deque<T> {
   shift(): void {
     this.#items[this.#head] = undefined as T;
     this.#head++;
-    if (this.#head === this.#items.length) this.clear();
-    else if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
+    if (this.#head === this.#items.length) {
+      // Emptied (after nearly every reply): keep the array, it is about to be used again.
+      this.#items.length = 0;
+      this.#head = 0;
+    } else if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
       this.#items = this.#items.slice(this.#head);
       this.#head = 0;
     }
@@ -270,7 +273,7 @@ export class AsyncChat extends Dispatcher {
           this.#terminator = terminator - buffer.length;
           if (!this.#collect(buffer)) return;
         } else {
-          this.#inBuffer = buffer.subarray(terminator);
+          this.#inBuffer = terminator === buffer.length ? EMPTY : buffer.subarray(terminator);
           this.#terminator = 0;
           if (!this.#collect(buffer.subarray(0, terminator))) return;
           this.#collected = 0;
@@ -280,7 +283,8 @@ export class AsyncChat extends Dispatcher {
         const bytes = this.#terminatorBytesOf(terminator);
         const index = buffer.indexOf(bytes);
         if (index !== -1) {
-          this.#inBuffer = buffer.subarray(index + bytes.length);
+          const rest = index + bytes.length;
+          this.#inBuffer = rest === buffer.length ? EMPTY : buffer.subarray(rest);
           // An empty chunk is not reported (Python: "source of subtle bugs").
           if (index > 0 && !this.#collect(buffer.subarray(0, index))) return;
           this.#collected = 0;
@@ -336,17 +340,22 @@ export class AsyncChat extends Dispatcher {
 
   /** Queues bytes (strings too when useEncoding is set) and sends what the socket takes now. */
   push(data: Uint8Array | string): void {
-    let bytes: Buffer;
     if (data instanceof Uint8Array) {
-      // A copy, as Python's bytes are immutable: the caller may reuse its buffer.
-      bytes = Buffer.from(data);
+      if (this.#fifo.length > 0) {
+        // A copy, as Python's bytes are immutable: the caller may reuse its buffer.
+        this.#enqueue(Buffer.from(data));
+      } else {
+        // Nothing queued: send straight from the caller's bytes, and copy only what the
+        // socket did not take. A reply that fits the socket is never copied.
+        this.#enqueue(data);
+        this.#copyFirstIfViewOf(data);
+      }
     } else if (typeof data === 'string' && this.useEncoding) {
-      bytes = encodeText(data, this.encoding);
+      this.#enqueue(encodeText(data, this.encoding));
     } else {
       const hint = typeof data === 'string' ? ' (set useEncoding = true to push strings)' : '';
       throw new TypeError(`push() takes a Buffer or Uint8Array${hint}, not ${describe(data)}`);
     }
-    this.#enqueue(bytes);
   }
 
   /** Queues a producer: its more() is asked for data until it returns an empty piece. */
@@ -363,6 +372,13 @@ export class AsyncChat extends Dispatcher {
     const wasEmpty = this.#fifo.length === 0;
     this.#fifo.push(null);
     if (wasEmpty) this.interestChanged();
+  }
+
+  /** After push() queued the caller's own bytes: what is left of them becomes a private copy. */
+  #copyFirstIfViewOf(data: Uint8Array): void {
+    if (this.#fifo.length === 0) return;
+    const first = this.#fifo.first();
+    if (first instanceof Uint8Array && first.buffer === data.buffer) this.#fifo.replaceFirst(Buffer.from(first));
   }
 
   #enqueue(entry: OutgoingEntry): void {
