@@ -292,7 +292,8 @@ export class Dispatcher {
   /**
    * Starts a non-blocking connect. When it completes at once, {@link Dispatcher.handleConnect} runs
    * now; otherwise when the socket becomes writable (or readable). A failure other than 'in progress'
-   * throws {@link SocketError}, e.g. `ECONNREFUSED` for a local port nobody listens on.
+   * throws {@link SocketError} here; one the kernel finds later reaches {@link Dispatcher.handleError}
+   * when the connect completes. A refused connection (`ECONNREFUSED`) may come either way.
    */
   connect(address: Address): void {
     this.connected = false;
