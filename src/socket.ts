@@ -90,7 +90,7 @@ export function formatAddress(address: Address | null | undefined): string {
  * Every method is one system call. A failure throws {@link SocketError}; on a non-blocking socket a
  * call that would block throws `SocketError` with code `'EAGAIN'`, as Python raises `BlockingIOError`.
  * Sends never raise SIGPIPE: a vanished peer gives `EPIPE`. Bad arguments throw `TypeError` or
- * `RangeError`, and any call on a closed socket throws `SocketError('EBADF')`.
+ * `RangeError`, and a system call on a closed socket throws `SocketError('EBADF')`.
  */
 export class Socket {
   /** The address family: {@link AF_INET}, {@link AF_INET6} or {@link AF_UNIX}. */
