@@ -1,0 +1,249 @@
+// Faults a server meets under real peers (issue 8): a peer that resets while the server still
+// has a reply queued, a peer that half-closes and waits for the rest of its echo, and a peer
+// that sends without ever reading. Every backend, both loop modes; the peers are python3.
+import { join } from 'node:path';
+
+import {
+  type Address,
+  Dispatcher,
+  DispatcherWithSend,
+  Socket,
+  type SocketMap,
+  callLater,
+  closeAll,
+  loop,
+  loopSync,
+} from 'asyncore';
+import { afterEach, describe, expect, it } from 'vitest';
+
+import { EventChild, FAULTS, cpuTicks, numberField, rssMiB } from './fixtures/faults/harness.js';
+import { BACKENDS, MODES, type Mode, openFds, run, startCli, waitExit } from './helpers.js';
+
+type Backend = (typeof BACKENDS)[number];
+
+const CASES = BACKENDS.flatMap((backend) => MODES.map((mode) => ({ backend, mode })));
+
+const cleanups: (() => void)[] = [];
+
+afterEach(() => {
+  for (const cleanup of cleanups.splice(0)) cleanup();
+});
+
+/** Kills a CLI child by PID after the test, if it still runs. */
+function killLater(child: { pid?: number | undefined; exitCode: number | null; signalCode: string | null }): void {
+  cleanups.push(() => {
+    if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) {
+      process.kill(child.pid, 'SIGKILL');
+    }
+  });
+}
+
+// --- A peer resets while the server has a reply queued --------------------------------------
+
+const BIG_REPLY = 8 << 20;
+const RESETTERS = 4;
+
+/** What the server saw, for the assertions. */
+class ServerRecord {
+  accepted = 0;
+  /** Handlers that got handleClose() while their outBuffer still held part of the big reply. */
+  closedMidWrite = 0;
+  closed = new Set<Dispatcher>();
+  errors: unknown[] = [];
+  handlers: Dispatcher[] = [];
+}
+
+/** Echoes, except that "BIG" asks for a reply far larger than the socket buffers. */
+class BigReplyHandler extends DispatcherWithSend {
+  constructor(
+    sock: Socket,
+    map: SocketMap,
+    private readonly seen: ServerRecord,
+  ) {
+    super(sock, map);
+  }
+
+  override handleRead(): void {
+    const data = this.recv(4096);
+    if (data.toString() === 'BIG') this.send(Buffer.alloc(BIG_REPLY, 0x61));
+    else if (data.length > 0) this.send(data);
+  }
+
+  override handleClose(): void {
+    if (!this.seen.closed.has(this) && this.outBuffer.length > 0) this.seen.closedMidWrite++;
+    this.seen.closed.add(this);
+    this.close();
+  }
+
+  override handleError(err: unknown): void {
+    this.seen.errors.push(err);
+    this.close();
+  }
+}
+
+/** Accepts `expected` connections, then stops listening: the map empties when they are done. */
+class BigReplyServer extends Dispatcher {
+  readonly address: Address;
+
+  constructor(
+    map: SocketMap,
+    private readonly seen: ServerRecord,
+    private readonly expected: number,
+  ) {
+    super(null, map);
+    this.createSocket();
+    this.bind(['127.0.0.1', 0]);
+    this.listen(16);
+    this.address = (this.socket as Socket).getsockname();
+  }
+
+  override handleAccepted(sock: Socket): void {
+    this.seen.handlers.push(new BigReplyHandler(sock, this._map, this.seen));
+    if (++this.seen.accepted === this.expected) this.close();
+  }
+
+  override handleError(err: unknown): void {
+    this.seen.errors.push(err);
+    this.close();
+  }
+}
+
+async function runLoop(mode: Mode, backend: Backend, map: SocketMap): Promise<void> {
+  if (mode === 'sync') loopSync({ backend, map, timeout: 0.5 });
+  else await loop({ backend, map, timeout: 0.5 });
+}
+
+describe.each(CASES)('a peer resets mid-write ($backend, $mode)', ({ backend, mode }) => {
+  it('the server gets handleClose, not an error, frees the fd and goes on serving others', async () => {
+    const map: SocketMap = new Map();
+    cleanups.push(() => closeAll(map, true));
+    const fdsBefore = openFds();
+    const seen = new ServerRecord();
+    const server = new BigReplyServer(map, seen, RESETTERS + 1);
+    const [host, port] = server.address as [string, number];
+    let timedOut = false;
+    // A safety net, not a timed assertion: a hung exchange ends here and fails below.
+    const safety = callLater(20, () => {
+      timedOut = true;
+      closeAll(map, true);
+    }, map);
+
+    const peers = run('python3', [join(FAULTS, 'reset_peer.py'), host, String(port), String(RESETTERS)], {
+      timeoutMs: 25_000,
+    });
+    await runLoop(mode, backend, map);
+    safety.cancel();
+    const result = await peers;
+
+    expect(timedOut, 'the exchange did not finish').toBe(false);
+    expect(result.code, result.stderr).toBe(0);
+    const report = JSON.parse(result.stdout) as { resets: number; survivor: string[] };
+    expect(report.resets).toBe(RESETTERS);
+    // The survivor was served before and after the resets.
+    expect(report.survivor).toEqual(['ping-1', 'ping-2']);
+    expect(seen.errors).toEqual([]);
+    expect(seen.accepted).toBe(RESETTERS + 1);
+    // Every reset reached a handler that still had most of its 8 MiB reply queued.
+    expect(seen.closedMidWrite).toBe(RESETTERS);
+    expect(seen.closed.size).toBe(RESETTERS + 1);
+    for (const handler of seen.handlers) {
+      expect(handler.fileno()).toBeNull();
+      expect((handler.socket as Socket).closed).toBe(true);
+    }
+    expect(map.size).toBe(0);
+    expect(openFds()).toBe(fdsBefore);
+  });
+});
+
+// --- Half-close: asyncore-echo flushes its queue before closing -----------------------------
+
+const HALF_CLOSE_BYTES = 8 << 20;
+
+describe.each(CASES)('asyncore-echo and a half-closing client ($backend, $mode)', ({ backend, mode }) => {
+  it('sends back every byte before closing after the SHUT_WR', async () => {
+    const { child, host, port } = await startCli('echo', ['--port', '0', '--backend', backend, '--mode', mode]);
+    killLater(child);
+    // The client holds back its reads until well after its SHUT_WR, so the server reads EOF
+    // with megabytes of echo still queued in its outBuffer.
+    const client = await run('python3', [join(FAULTS, 'half_close.py'), host, String(port), String(HALF_CLOSE_BYTES)], {
+      timeoutMs: 25_000,
+    });
+    expect(client.code, client.stderr).toBe(0);
+    const report = JSON.parse(client.stdout) as { sent: number; received: number; eof: boolean; equal: boolean };
+    expect(report.sent).toBe(HALF_CLOSE_BYTES);
+    expect(report.received).toBe(HALF_CLOSE_BYTES);
+    expect(report.equal).toBe(true);
+    // And the server closed its side once done: the client saw EOF.
+    expect(report.eof).toBe(true);
+    child.kill('SIGINT');
+    expect(await waitExit(child, 5000)).toBe(0);
+  });
+});
+
+// --- A client that never reads: asyncore-echo's memory stays bounded -----------------------
+
+const RSS_BOUND_MIB = 200;
+const CLK_TCK = 100;
+
+// Flow control is echo's own code, the same on every backend; what differs per backend is how
+// a changed readable() reaches the kernel. 256 MiB where the test is about memory (a server
+// that kept reading would have to hold most of it); less for the other backends, where the
+// point is that the pause and the resume happen at all.
+interface NeverReadsCase {
+  backend: Backend;
+  mode: Mode;
+  bytes: number;
+}
+const NEVER_READS_CASES: NeverReadsCase[] = ([
+  { backend: 'epoll', mode: 'sync', bytes: 256 << 20 },
+  { backend: 'epoll', mode: 'thread', bytes: 256 << 20 },
+  { backend: 'poll', mode: 'thread', bytes: 32 << 20 },
+  { backend: 'select', mode: 'sync', bytes: 32 << 20 },
+] satisfies NeverReadsCase[]).filter(({ backend }) => BACKENDS.includes(backend));
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+describe.each(NEVER_READS_CASES)('asyncore-echo and a client that never reads ($backend, $mode)', ({ backend, mode, bytes }) => {
+  it(`stops reading it (idle, under ${RSS_BOUND_MIB} MiB) and echoes all ${bytes >> 20} MiB in order once it reads`, async () => {
+    const { child, host, port } = await startCli('echo', ['--port', '0', '--backend', backend, '--mode', mode]);
+    killLater(child);
+    const pid = child.pid as number;
+    const client = new EventChild('python3', [join(FAULTS, 'never_reads.py'), host, String(port), String(bytes)]);
+    cleanups.push(() => client.kill());
+
+    let peakMiB = rssMiB(pid);
+    const sampler = setInterval(() => {
+      peakMiB = Math.max(peakMiB, rssMiB(pid));
+    }, 20);
+    cleanups.push(() => clearInterval(sampler));
+
+    // Phase 1: the client pushes without reading until the server stops taking its bytes.
+    const phase1 = await client.next('phase1', 20_000);
+    const pushedUnread = numberField(phase1, 'sent');
+    // A second without progress: the server stopped reading. One that read on would have
+    // taken everything, or (copying an ever larger queue) at least kept taking some.
+    expect(phase1['stalled'], JSON.stringify(phase1)).toBe(true);
+    expect(pushedUnread).toBeLessThan(bytes);
+    // Paused, the server is idle: it neither reads nor spins (counted in ticks, not timed).
+    const ticksBefore = cpuTicks(pid);
+    await sleep(500);
+    const pausedTicks = cpuTicks(pid) - ticksBefore;
+    expect(pausedTicks, 'CPU ticks of the paused server over 500 ms').toBeLessThan((0.5 * CLK_TCK) / 2);
+    const pausedMiB = rssMiB(pid);
+    expect(pausedMiB).toBeLessThan(RSS_BOUND_MIB);
+
+    // Phase 2: the client reads; the server resumes and echoes every byte, in order.
+    client.writeLine('go');
+    const phase2 = await client.next('phase2', 60_000);
+    clearInterval(sampler);
+    expect(phase2).toEqual({ event: 'phase2', sent: bytes, received: bytes, equal: true });
+    expect(peakMiB, `paused at ${pausedMiB.toFixed(1)} MiB after ${pushedUnread} unread bytes`).toBeLessThan(
+      RSS_BOUND_MIB,
+    );
+    expect(await client.exited()).toBe(0);
+    child.kill('SIGINT');
+    expect(await waitExit(child, 5000)).toBe(0);
+  });
+});
