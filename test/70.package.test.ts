@@ -11,7 +11,16 @@
 //   them), and neither is anything tsc never emits from src/ (a stale dist/examples/, say).
 // - The native sources and binding.gyp ship, because the addon compiles at install.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  realpathSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
@@ -171,6 +180,9 @@ describe('npm pack', () => {
 
 // The user's side: npm init, npm install of the tarball (which runs node-gyp), then programs.
 const ESM_PROGRAM = `
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
 import { DispatcherWithSend, availableBackends, loop, socketpair } from 'asyncore';
 
 const map = new Map();
@@ -199,7 +211,14 @@ const echo = new Echo(left, map);
 const client = new Client(right, map);
 client.send(message);
 await loop({ map, backend: 'auto', timeout: 5, count: 100 });
-console.log(JSON.stringify({ echoed, backends: availableBackends() }));
+
+// Which package and which compiled addon this process really loaded (Linux: /proc/self/maps).
+const entry = fileURLToPath(import.meta.resolve('asyncore'));
+const addons = readFileSync('/proc/self/maps', 'utf8')
+  .split('\\n')
+  .map((line) => line.split(/\\s+/).pop())
+  .filter((path) => path.endsWith('.node'));
+console.log(JSON.stringify({ echoed, backends: availableBackends(), entry, addons: [...new Set(addons)] }));
 `;
 
 const CJS_PROGRAM = `
@@ -269,6 +288,15 @@ callLater(1, () => undefined).cancel();
 export { Quiet, where, pending, error };
 `;
 
+interface EsmReport {
+  echoed: string;
+  backends: string[];
+  /** The file `import 'asyncore'` resolved to. */
+  entry: string;
+  /** Every .node file mapped into the process. */
+  addons: string[];
+}
+
 describe('the tarball installed into an empty project', () => {
   let workDir = '';
   let project = '';
@@ -312,9 +340,13 @@ describe('the tarball installed into an empty project', () => {
     writeFileSync(join(project, 'esm.mjs'), ESM_PROGRAM);
     const result = await exec(process.execPath, ['esm.mjs'], project, 30_000);
     expect(result.code, result.stderr).toBe(0);
-    const report = JSON.parse(result.stdout) as { echoed: string; backends: string[] };
+    const report = JSON.parse(result.stdout) as EsmReport;
     expect(report.echoed).toBe('hello through import, over a socketpair, under loop()');
     expect(report.backends).toContain('poll');
+    // The installed copy, and the addon its install compiled, not the checkout's.
+    const installed = realpathSync(join(project, 'node_modules', 'asyncore'));
+    expect(report.entry).toBe(join(installed, 'dist', 'index.js'));
+    expect(report.addons).toEqual([join(installed, 'build', 'Release', 'asyncore.node')]);
   });
 
   it('require(): a CommonJS module echoes a message over loopback TCP under loopSync()', async () => {
