@@ -347,7 +347,7 @@ describe('the tarball installed into an empty project', () => {
     const installed = realpathSync(join(project, 'node_modules', 'asyncore'));
     expect(report.entry).toBe(join(installed, 'dist', 'index.js'));
     expect(report.addons).toEqual([join(installed, 'build', 'Release', 'asyncore.node')]);
-  });
+  }, 90_000);
 
   it('require(): a CommonJS module echoes a message over loopback TCP under loopSync()', async () => {
     writeFileSync(join(project, 'cjs.cjs'), CJS_PROGRAM);
@@ -355,7 +355,7 @@ describe('the tarball installed into an empty project', () => {
     expect(result.code, result.stderr).toBe(0);
     const report = JSON.parse(result.stdout) as { echoed: string };
     expect(report.echoed).toBe('hello through require(), over loopback TCP, under loopSync()');
-  });
+  }, 90_000);
 
   it('its declarations type-check a strict TypeScript consumer', async () => {
     writeFileSync(join(project, 'consumer.ts'), TS_CONSUMER);
@@ -378,14 +378,14 @@ describe('the tarball installed into an empty project', () => {
     const result = await exec(process.execPath, [tsc, '-p', 'tsconfig.json'], project, 60_000);
     expect(result.stdout + result.stderr).toBe('');
     expect(result.code).toBe(0);
-  });
+  }, 90_000);
 
   it('npx asyncore-echo --help prints the usage and exits 0', async () => {
     const result = await exec('npx', ['--no-install', 'asyncore-echo', '--help'], project, 30_000);
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toMatch(/^usage: asyncore-echo/);
     expect(result.stdout).toContain('--port PORT');
-  });
+  }, 90_000);
 
   it('asyncore-echo from node_modules/.bin serves an echo on port 0, then exits 0 on SIGTERM', async () => {
     const child = spawn(join(project, 'node_modules', '.bin', 'asyncore-echo'), ['--port', '0'], {
@@ -427,5 +427,5 @@ describe('the tarball installed into an empty project', () => {
     );
     child.kill('SIGTERM');
     expect(await exited).toBe(0);
-  });
+  }, 90_000);
 });
