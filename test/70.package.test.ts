@@ -380,11 +380,14 @@ describe('the tarball installed into an empty project', () => {
     expect(result.code).toBe(0);
   }, 90_000);
 
-  it('npx asyncore-echo --help prints the usage and exits 0', async () => {
-    const result = await exec('npx', ['--no-install', 'asyncore-echo', '--help'], project, 30_000);
-    expect(result.code, result.stderr).toBe(0);
-    expect(result.stdout).toMatch(/^usage: asyncore-echo/);
-    expect(result.stdout).toContain('--port PORT');
+  it('npx runs every CLI of package.json bin: --help prints its usage and exits 0', async () => {
+    const names = Object.keys(pkg.bin);
+    expect(names).toContain('asyncore-echo');
+    for (const name of names) {
+      const result = await exec('npx', ['--no-install', name, '--help'], project, 30_000);
+      expect(result.code, `${name}: ${result.stderr}`).toBe(0);
+      expect(result.stdout).toMatch(new RegExp(`^usage: ${name} `));
+    }
   }, 90_000);
 
   it('asyncore-echo from node_modules/.bin serves an echo on port 0, then exits 0 on SIGTERM', async () => {
