@@ -102,7 +102,10 @@ function expectedFiles(): string[] {
   return files.sort();
 }
 
-/** Paths in the tarball `npm pack` would write now (without running prepare: dist/ is built). */
+/**
+ * Paths in the tarball `npm pack` would write now. --ignore-scripts: `prepare` would run tsc,
+ * rewriting dist/ while other test files spawn the CLIs from it; `npm test` built dist/ already.
+ */
 async function packedFiles(): Promise<string[]> {
   const result = await exec('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], ROOT, 60_000);
   expect(result.code, result.stderr).toBe(0);
