@@ -1,23 +1,21 @@
 #!/usr/bin/env node
-// Work per request, measured in a way the noise of a shared machine does not swamp: the
-// server's CPU time (utime + stime from /proc/PID/stat) over a wrk run, divided by the
-// requests wrk counted. Both servers of the HTTP benchmark, side by side, several rounds.
+// Work per request, for comparing one change against what it replaces: the server's CPU
+// time (utime + stime from /proc/PID/stat) over a wrk run, divided by the requests wrk
+// counted, for several servers side by side, several rounds. On a shared machine req/s
+// swings with other work; CPU per request moves much less.
 //
-//   node bench/http/cpu.mjs [--duration 4] [--rounds 3] [--connections 50] [--only NAME]
-//                           [--baseline DIR]
+//   node bench/http/cpu.mjs [--duration 4] [--rounds 3] [--connections 50] [--only TEXT]
+//                           [--baseline DIR] [--ceiling]
 //
 // --baseline DIR adds asyncore-http as built in DIR (a copy of an older dist/, next to a
 // build/ and node_modules/), so a change is measured against what it replaces in one run.
-// Prints microseconds of server CPU per request (user, system, total), req/s, and wrk's own
-// CPU per request and share of its core (from GNU time): when wrk's share nears 100%, the
-// client is the limit, not the server. Loopback only; every server it starts is stopped by PID.
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+// --ceiling adds bench/http/ceiling.c (compiled with cc): the system calls alone.
+// Prints req/s, server CPU microseconds per request (user, system), and wrk's own CPU per
+// request and share of its core. Loopback only; every server it starts is stopped by PID.
 import { parseArgs } from 'node:util';
 
-const here = fileURLToPath(new URL('.', import.meta.url));
-const root = fileURLToPath(new URL('../..', import.meta.url));
+import { ASYNCORE_HTTP, NODE_HTTP, asyncoreHttp, ceilingServer, measure, start, stop } from './lib.mjs';
+
 const { values } = parseArgs({
   options: {
     duration: { type: 'string', default: '4' },
@@ -25,83 +23,28 @@ const { values } = parseArgs({
     connections: { type: 'string', default: '50' },
     only: { type: 'string' },
     baseline: { type: 'string' },
+    ceiling: { type: 'boolean', default: false },
   },
 });
-const duration = Number(values.duration);
-const rounds = Number(values.rounds);
-const connections = Number(values.connections);
+const options = { seconds: Number(values.duration), connections: Number(values.connections) };
 
 const subjects = [
-  { name: 'node:http', args: [`${here}node-http.mjs`] },
-  { name: 'asyncore-http sync epoll', args: [`${root}dist/cli/http.js`, '--quiet', '--backend', 'epoll', '--mode', 'sync'] },
-  ...(values.baseline === undefined
-    ? []
-    : [{ name: 'baseline sync epoll', args: [`${values.baseline}/dist/cli/http.js`, '--quiet', '--backend', 'epoll', '--mode', 'sync'] }]),
+  NODE_HTTP,
+  ASYNCORE_HTTP[0],
+  ...(values.baseline === undefined ? [] : [asyncoreHttp('baseline sync epoll', values.baseline, 'epoll', 'sync')]),
+  ...(values.ceiling ? [ceilingServer()].filter((s) => s !== null) : []),
 ].filter((s) => values.only === undefined || s.name.includes(values.only));
 
-// Clock ticks per second for /proc/PID/stat; 100 on every Linux this runs on.
-const TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
-
-function cpuTicks(pid) {
-  // Fields after the ")" of the command name: state is field 3, utime 14, stime 15.
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return { user: Number(fields[11]), system: Number(fields[12]) };
-}
-
-function start(subject) {
-  const child = spawn('taskset', ['-c', '0', process.execPath, ...subject.args, '--port', '0'], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  return new Promise((resolve, reject) => {
-    let out = '';
-    child.stdout.on('data', (chunk) => {
-      out += chunk;
-      const match = /listening on [^ ]*:(\d+)/.exec(out);
-      if (match) resolve({ child, port: Number(match[1]) });
-    });
-    child.on('exit', (code) => reject(new Error(`${subject.name} exited with ${code}: ${out}`)));
-  });
-}
-
-function stop(child) {
-  return new Promise((resolve) => {
-    child.on('exit', resolve);
-    child.kill('SIGTERM');
-    setTimeout(() => child.kill('SIGKILL'), 3000).unref();
-  });
-}
-
-/** One wrk run: its requests, req/s, and wrk's own CPU seconds (GNU time, on stderr). */
-function wrk(port, seconds) {
-  const result = spawnSync(
-    '/usr/bin/time',
-    ['-f', 'wrk-cpu %U %S', 'taskset', '-c', '1', 'wrk', '-t1', `-c${connections}`, `-d${seconds}s`, `http://127.0.0.1:${port}/`],
-    { encoding: 'utf8' },
-  );
-  const out = result.stdout;
-  if (result.status !== 0 || /Socket errors|Non-2xx/.test(out)) throw new Error(`wrk failed:\n${out}${result.stderr}`);
-  const requests = Number(/(\d+) requests in/.exec(out)?.[1]);
-  const rate = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]);
-  const [, user, system] = /wrk-cpu ([\d.]+) ([\d.]+)/.exec(result.stderr) ?? [];
-  return { requests, rate, wrkCpu: Number(user) + Number(system) };
-}
-
-for (let round = 0; round < rounds; round++) {
+for (let round = 0; round < Number(values.rounds); round++) {
   for (const subject of subjects) {
     const { child, port } = await start(subject);
     try {
-      wrk(port, 1); // warm-up: JIT, connections
-      const before = cpuTicks(child.pid);
-      const { requests, rate, wrkCpu } = wrk(port, duration);
-      const after = cpuTicks(child.pid);
-      const us = (ticks) => ((ticks / TICKS) * 1e6) / requests;
-      const user = us(after.user - before.user);
-      const system = us(after.system - before.system);
+      measure(child, port, { ...options, seconds: 1 }); // warm-up: JIT, connections
+      const m = measure(child, port, options);
       process.stdout.write(
-        `${subject.name.padEnd(28)} ${rate.toFixed(0).padStart(7)} req/s  ` +
-          `cpu/request ${(user + system).toFixed(2)} us (user ${user.toFixed(2)}, sys ${system.toFixed(2)})  ` +
-          `wrk ${((wrkCpu * 1e6) / requests).toFixed(2)} us/request, ${((100 * wrkCpu) / duration).toFixed(0)}% of its core\n`,
+        `${subject.name.padEnd(28)} ${m.rate.toFixed(0).padStart(7)} req/s  ` +
+          `cpu/request ${m.serverCpu.toFixed(2)} us (user ${m.serverUser.toFixed(2)}, sys ${m.serverSystem.toFixed(2)})  ` +
+          `wrk ${m.wrkCpu.toFixed(2)} us/request, ${(100 * m.wrkShare).toFixed(0)}% of its core\n`,
       );
     } finally {
       await stop(child);
