@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 
 import { type ChildEvent, EventChild, FAULTS, numberField } from './fixtures/faults/harness.js';
-import { DIST, MODES } from './helpers.js';
+import { DIST, MODES, ROOT, run } from './helpers.js';
 
 const PACKAGE = join(DIST, 'index.js');
 
@@ -121,5 +121,71 @@ describe.each(MODES)('10,000 connections opened and closed (%s)', (mode) => {
     child.endInput();
     await child.next('done');
     expect(await child.exited(), child.output()).toBe(0);
+  });
+});
+
+// --- Soak: bench/soak.mjs for a few seconds ----------------------------------------------
+
+const SOAK_SECONDS = 5;
+
+interface SoakSummary {
+  ok: boolean;
+  sessions: number;
+  slowSessions: number;
+  byFin: number;
+  byReset: number;
+  byClose: number;
+  sent: number;
+  verified: number;
+  abandoned: number;
+  lost: number;
+  corrupted: number;
+  errors: number;
+  firstProblem: string | null;
+  serverExit: number | string;
+}
+
+// One backend per mode, so both a select-style and an epoll-style dispatch are soaked.
+const SOAK_CASES = [
+  { mode: 'sync', backend: 'poll' },
+  { mode: 'thread', backend: 'epoll' },
+] as const;
+
+describe.each(SOAK_CASES)('the soak benchmark, short ($mode, $backend)', ({ mode, backend }) => {
+  it(`${SOAK_SECONDS} s of echo with random sizes and random FIN/RST disconnects: no byte lost or corrupted`, async () => {
+    const result = await run(
+      process.execPath,
+      [
+        join(ROOT, 'bench', 'soak.mjs'),
+        '--seconds',
+        String(SOAK_SECONDS),
+        '--connections',
+        '20',
+        '--mode',
+        mode,
+        '--backend',
+        backend,
+        '--json',
+      ],
+      { timeoutMs: (SOAK_SECONDS + 20) * 1000 },
+    );
+    expect(result.code, result.stdout + result.stderr).toBe(0);
+    const summary = JSON.parse(result.stdout.trim()) as SoakSummary;
+    const report = result.stdout;
+    expect(summary.lost, report).toBe(0);
+    expect(summary.corrupted, report).toBe(0);
+    expect(summary.errors, report).toBe(0);
+    expect(summary.firstProblem, report).toBeNull();
+    expect(summary.serverExit, report).toBe(0);
+    expect(summary.ok, report).toBe(true);
+    // It did soak: many sessions, every way of ending one, slow readers, bytes checked.
+    expect(summary.sessions, report).toBeGreaterThan(100);
+    expect(summary.byFin, report).toBeGreaterThan(0);
+    expect(summary.byReset, report).toBeGreaterThan(0);
+    expect(summary.byClose, report).toBeGreaterThan(0);
+    expect(summary.slowSessions, report).toBeGreaterThan(0);
+    expect(summary.verified, report).toBeGreaterThan(0);
+    // Whatever was sent was either echoed and checked, or abandoned by our own RST.
+    expect(summary.verified + summary.abandoned, report).toBe(summary.sent);
   });
 });
