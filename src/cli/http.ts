@@ -5,7 +5,9 @@
 //
 // Each connection is an HttpChannel. The terminator '\r\n\r\n' frames a request head; a body
 // announced by Content-Length is then read with a numeric terminator. Replies go out through
-// push(), and files are streamed by a FileProducer, 64 KiB per more(), never read whole.
+// push(): the hello page and the error pages whole from a cache (FixedReplies, rebuilt when
+// the Date header changes), and files are streamed by a FileProducer, 64 KiB per more(),
+// never read whole.
 // Without --root it serves a hello page at /. It prints "listening on HOST:PORT ..." once it
 // listens and stops cleanly on SIGINT or SIGTERM.
 import { closeSync, fstatSync, openSync, readSync, realpathSync, statSync } from 'node:fs';
@@ -161,6 +163,7 @@ const REQUEST_LINE = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+) (\S+) HTTP\/1\.([01])$/;
 // tries the end of the line at every character, twice the cost on a browser's head.
 const HEADER_FIELD = /^([^:\s]+):[ \t]*([^\r\n]*)$/;
 const LEADING_CRLFS = /^(\r\n)+/;
+const DIGITS = /^\d+$/;
 const CONNECTION_CLOSE = /\bclose\b/i;
 const CONNECTION_KEEP_ALIVE = /\bkeep-alive\b/i;
 
@@ -312,7 +315,7 @@ class HttpChannel extends AsyncChat {
     if (typeof request === 'string') return this.#fail(400, request);
     if (request.headers.has('transfer-encoding')) return this.#fail(501, 'chunked request bodies are not supported');
     const length = request.headers.get('content-length') ?? '0';
-    if (!/^\d+$/.test(length)) return this.#fail(400, `bad Content-Length ${JSON.stringify(length)}`);
+    if (!DIGITS.test(length)) return this.#fail(400, `bad Content-Length ${JSON.stringify(length)}`);
     if (Number(length) > MAX_BODY) return this.#fail(413, `the body is over ${MAX_BODY} bytes`);
     if (Number(length) > 0) {
       this.#request = request;
@@ -350,6 +353,7 @@ class HttpChannel extends AsyncChat {
   /** A reply that is not a file: head and body in one push, so one send() and one TCP segment. */
   #replyFixed(request: Request | null, status: number, keepAlive: boolean, headOnly: boolean): void {
     this.push(fixedReplies.get(status, keepAlive, headOnly));
+    // Checked here too: fixedBody() builds a Buffer only the log needs.
     if (this.logRequests) this.#log(request, status, fixedBody(status).length);
   }
 
