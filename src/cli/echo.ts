@@ -4,7 +4,9 @@
 //   asyncore-echo [--host 127.0.0.1] [--port 8080] [--backend auto] [--mode sync] [--trace]
 //
 // It prints one line when it listens ("listening on HOST:PORT ...") and stops cleanly on
-// SIGINT or SIGTERM.
+// SIGINT or SIGTERM. Each connection holds at most about 1 MiB of unsent echo (it stops
+// reading a peer that does not read), and a peer that half-closes gets all of its echo
+// before the server closes.
 
 import {
   AF_INET,
