@@ -123,10 +123,14 @@ describe.each(CASES)('a peer resets mid-write ($backend, $mode)', ({ backend, mo
     const [host, port] = server.address as [string, number];
     let timedOut = false;
     // A safety net, not a timed assertion: a hung exchange ends here and fails below.
-    const safety = callLater(20, () => {
-      timedOut = true;
-      closeAll(map, true);
-    }, map);
+    const safety = callLater(
+      20,
+      () => {
+        timedOut = true;
+        closeAll(map, true);
+      },
+      map,
+    );
 
     const peers = run('python3', [join(FAULTS, 'reset_peer.py'), host, String(port), String(RESETTERS)], {
       timeoutMs: 25_000,
@@ -194,56 +198,61 @@ interface NeverReadsCase {
   mode: Mode;
   bytes: number;
 }
-const NEVER_READS_CASES: NeverReadsCase[] = ([
-  { backend: 'epoll', mode: 'sync', bytes: 256 << 20 },
-  { backend: 'epoll', mode: 'thread', bytes: 256 << 20 },
-  { backend: 'poll', mode: 'thread', bytes: 32 << 20 },
-  { backend: 'select', mode: 'sync', bytes: 32 << 20 },
-] satisfies NeverReadsCase[]).filter(({ backend }) => BACKENDS.includes(backend));
+const NEVER_READS_CASES: NeverReadsCase[] = (
+  [
+    { backend: 'epoll', mode: 'sync', bytes: 256 << 20 },
+    { backend: 'epoll', mode: 'thread', bytes: 256 << 20 },
+    { backend: 'poll', mode: 'thread', bytes: 32 << 20 },
+    { backend: 'select', mode: 'sync', bytes: 32 << 20 },
+  ] satisfies NeverReadsCase[]
+).filter(({ backend }) => BACKENDS.includes(backend));
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-describe.each(NEVER_READS_CASES)('asyncore-echo and a client that never reads ($backend, $mode)', ({ backend, mode, bytes }) => {
-  it(`stops reading it (idle, under ${RSS_BOUND_MIB} MiB) and echoes all ${bytes >> 20} MiB in order once it reads`, async () => {
-    const { child, host, port } = await startCli('echo', ['--port', '0', '--backend', backend, '--mode', mode]);
-    killLater(child);
-    const pid = child.pid as number;
-    const client = new EventChild('python3', [join(FAULTS, 'never_reads.py'), host, String(port), String(bytes)]);
-    cleanups.push(() => client.kill());
+describe.each(NEVER_READS_CASES)(
+  'asyncore-echo and a client that never reads ($backend, $mode)',
+  ({ backend, mode, bytes }) => {
+    it(`stops reading it (idle, under ${RSS_BOUND_MIB} MiB) and echoes all ${bytes >> 20} MiB in order once it reads`, async () => {
+      const { child, host, port } = await startCli('echo', ['--port', '0', '--backend', backend, '--mode', mode]);
+      killLater(child);
+      const pid = child.pid as number;
+      const client = new EventChild('python3', [join(FAULTS, 'never_reads.py'), host, String(port), String(bytes)]);
+      cleanups.push(() => client.kill());
 
-    let peakMiB = rssMiB(pid);
-    const sampler = setInterval(() => {
-      peakMiB = Math.max(peakMiB, rssMiB(pid));
-    }, 20);
-    cleanups.push(() => clearInterval(sampler));
+      let peakMiB = rssMiB(pid);
+      const sampler = setInterval(() => {
+        peakMiB = Math.max(peakMiB, rssMiB(pid));
+      }, 20);
+      cleanups.push(() => clearInterval(sampler));
 
-    // Phase 1: the client pushes without reading until the server stops taking its bytes.
-    const phase1 = await client.next('phase1', 20_000);
-    const pushedUnread = numberField(phase1, 'sent');
-    // A second without progress: the server stopped reading. One that read on would have
-    // taken everything, or (copying an ever larger queue) at least kept taking some.
-    expect(phase1['stalled'], JSON.stringify(phase1)).toBe(true);
-    expect(pushedUnread).toBeLessThan(bytes);
-    // Paused, the server is idle: it neither reads nor spins (counted in ticks, not timed).
-    const ticksBefore = cpuTicks(pid);
-    await sleep(500);
-    const pausedTicks = cpuTicks(pid) - ticksBefore;
-    expect(pausedTicks, 'CPU ticks of the paused server over 500 ms').toBeLessThan((0.5 * CLK_TCK) / 2);
-    const pausedMiB = rssMiB(pid);
-    expect(pausedMiB).toBeLessThan(RSS_BOUND_MIB);
+      // Phase 1: the client pushes without reading until the server stops taking its bytes.
+      const phase1 = await client.next('phase1', 20_000);
+      const pushedUnread = numberField(phase1, 'sent');
+      // A second without progress: the server stopped reading. One that read on would have
+      // taken everything, or (copying an ever larger queue) at least kept taking some.
+      expect(phase1['stalled'], JSON.stringify(phase1)).toBe(true);
+      expect(pushedUnread).toBeLessThan(bytes);
+      // Paused, the server is idle: it neither reads nor spins (counted in ticks, not timed).
+      const ticksBefore = cpuTicks(pid);
+      await sleep(500);
+      const pausedTicks = cpuTicks(pid) - ticksBefore;
+      expect(pausedTicks, 'CPU ticks of the paused server over 500 ms').toBeLessThan((0.5 * CLK_TCK) / 2);
+      const pausedMiB = rssMiB(pid);
+      expect(pausedMiB).toBeLessThan(RSS_BOUND_MIB);
 
-    // Phase 2: the client reads; the server resumes and echoes every byte, in order.
-    client.writeLine('go');
-    const phase2 = await client.next('phase2', 60_000);
-    clearInterval(sampler);
-    expect(phase2).toEqual({ event: 'phase2', sent: bytes, received: bytes, equal: true });
-    expect(peakMiB, `paused at ${pausedMiB.toFixed(1)} MiB after ${pushedUnread} unread bytes`).toBeLessThan(
-      RSS_BOUND_MIB,
-    );
-    expect(await client.exited()).toBe(0);
-    child.kill('SIGINT');
-    expect(await waitExit(child, 5000)).toBe(0);
-  });
-});
+      // Phase 2: the client reads; the server resumes and echoes every byte, in order.
+      client.writeLine('go');
+      const phase2 = await client.next('phase2', 60_000);
+      clearInterval(sampler);
+      expect(phase2).toEqual({ event: 'phase2', sent: bytes, received: bytes, equal: true });
+      expect(peakMiB, `paused at ${pausedMiB.toFixed(1)} MiB after ${pushedUnread} unread bytes`).toBeLessThan(
+        RSS_BOUND_MIB,
+      );
+      expect(await client.exited()).toBe(0);
+      child.kill('SIGINT');
+      expect(await waitExit(child, 5000)).toBe(0);
+    });
+  },
+);
