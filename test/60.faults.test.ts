@@ -1,6 +1,7 @@
 // Faults a server meets under real peers (issue 8): a peer that resets while the server still
 // has a reply queued, a peer that half-closes and waits for the rest of its echo, and a peer
 // that sends without ever reading. Every backend, both loop modes; the peers are python3.
+import { connect } from 'node:net';
 import { join } from 'node:path';
 
 import {
@@ -154,6 +155,45 @@ describe.each(CASES)('a peer resets mid-write ($backend, $mode)', ({ backend, mo
       expect(handler.fileno()).toBeNull();
       expect((handler.socket as Socket).closed).toBe(true);
     }
+    expect(map.size).toBe(0);
+    expect(openFds()).toBe(fdsBefore);
+  });
+});
+
+// --- A peer resets before the server accepts --------------------------------------------
+
+const EARLY_RESETS = 3;
+
+/** Connects with node:net and resets the connection at once (SO_LINGER {1, 0}: RST). */
+function connectAndReset(port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1', () => {
+      socket.resetAndDestroy();
+      resolve();
+    });
+    socket.on('error', reject);
+  });
+}
+
+describe.each(CASES)('a peer resets before the server accepts ($backend, $mode)', ({ backend, mode }) => {
+  it('accept() still hands over the dead connection; its handler closes and the listener lives on', async () => {
+    const map: SocketMap = new Map();
+    cleanups.push(() => closeAll(map, true));
+    const fdsBefore = openFds();
+    const seen = new ServerRecord();
+    const server = new BigReplyServer(map, seen, EARLY_RESETS);
+    const [, port] = server.address as [string, number];
+    // The connections reset while they wait in the accept queue: the loop is not running yet.
+    for (let i = 0; i < EARLY_RESETS; i++) await connectAndReset(port);
+    const safety = callLater(10, () => closeAll(map, true), map);
+    await runLoop(mode, backend, map);
+    safety.cancel();
+
+    // No error reached the listener (whose default handleError would have closed it).
+    expect(seen.errors).toEqual([]);
+    expect(seen.accepted).toBe(EARLY_RESETS);
+    expect(seen.closed.size).toBe(EARLY_RESETS);
+    for (const handler of seen.handlers) expect(handler.fileno()).toBeNull();
     expect(map.size).toBe(0);
     expect(openFds()).toBe(fdsBefore);
   });
