@@ -44,7 +44,8 @@ for (let round = 0; round < Number(values.rounds); round++) {
       process.stdout.write(
         `${subject.name.padEnd(28)} ${m.rate.toFixed(0).padStart(7)} req/s  ` +
           `cpu/request ${m.serverCpu.toFixed(2)} us (user ${m.serverUser.toFixed(2)}, sys ${m.serverSystem.toFixed(2)})  ` +
-          `wrk ${m.wrkCpu.toFixed(2)} us/request, ${(100 * m.wrkShare).toFixed(0)}% of its core\n`,
+          `wrk ${m.wrkCpu.toFixed(2)} us/request, ${(100 * m.wrkShare).toFixed(0)}% of its core, ` +
+          `others ${m.others.toFixed(2)} cores\n`,
       );
     } finally {
       await stop(child);

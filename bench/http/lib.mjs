@@ -95,23 +95,37 @@ export function wrk(port, { seconds, connections }) {
   return { requests, rate, wrkCpu };
 }
 
+/** CPU seconds all processes have used so far (both cores' busy time, from /proc/stat). */
+export function machineBusySeconds() {
+  // "cpu  user nice system idle iowait irq softirq steal ...", in clock ticks.
+  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  const total = fields.slice(0, 8).reduce((a, b) => a + b, 0);
+  return (total - fields[3] - fields[4]) / TICKS;
+}
+
 /**
  * One measured wrk run against a started server: req/s, the server's CPU microseconds per
- * request (from /proc/PID/stat around the run) and wrk's.
+ * request (from /proc/PID/stat around the run) and wrk's, and how many cores other
+ * processes took meanwhile (`others`: the machine's busy time less server and wrk, good to
+ * about +-0.1 core; more than ~0.25 means the run was disturbed).
  */
 export function measure(child, port, options) {
+  const busyBefore = machineBusySeconds();
   const before = cpuSeconds(child.pid);
   const { requests, rate, wrkCpu } = wrk(port, options);
   const after = cpuSeconds(child.pid);
+  const busyAfter = machineBusySeconds();
+  const serverSeconds = after.user - before.user + after.system - before.system;
   const perRequest = (seconds) => (seconds * 1e6) / requests;
   return {
     rate,
     requests,
     serverUser: perRequest(after.user - before.user),
     serverSystem: perRequest(after.system - before.system),
-    serverCpu: perRequest(after.user - before.user + after.system - before.system),
+    serverCpu: perRequest(serverSeconds),
     wrkCpu: perRequest(wrkCpu),
     wrkShare: wrkCpu / options.seconds,
+    others: (busyAfter - busyBefore - serverSeconds - wrkCpu) / options.seconds,
   };
 }
 
