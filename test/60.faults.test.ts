@@ -1,6 +1,7 @@
 // Faults a server meets under real peers (issue 8): a peer that resets while the server still
-// has a reply queued, a peer that half-closes and waits for the rest of its echo, and a peer
-// that sends without ever reading. Every backend, both loop modes; the peers are python3.
+// has a reply queued, or before the server accepted it; a peer that half-closes and waits for
+// the rest of its echo; a peer that sends without ever reading (and what queuing for a peer
+// that does not read costs). Every backend, both loop modes; the peers are python3 and node:net.
 import { connect } from 'node:net';
 import { join } from 'node:path';
 
@@ -12,9 +13,9 @@ import {
   type SocketMap,
   callLater,
   closeAll,
-  socketpair,
   loop,
   loopSync,
+  socketpair,
 } from 'asyncore';
 import { afterEach, describe, expect, it } from 'vitest';
 
