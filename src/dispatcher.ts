@@ -585,23 +585,34 @@ const EMPTY = Buffer.alloc(0);
 
 /** Python's dispatcher_with_send: send() buffers what the socket does not take at once. */
 export class DispatcherWithSend extends Dispatcher {
-  #outBuffer: Buffer = EMPTY;
+  // The queue is #store[#start, #end). Sending advances #start; queuing writes at #end, and only
+  // a full store is copied, into one twice the size of what is queued. So queuing n bytes in
+  // many small sends copies O(n) bytes, where Python's `out_buffer + data` copies the whole
+  // queue on every send. Bytes are never written where an outBuffer view handed out earlier
+  // can see them: writes go past #end only, and an emptied queue gets a fresh store.
+  #store: Buffer = EMPTY;
+  #start = 0;
+  #end = 0;
 
   /** Bytes queued and not sent yet; writable() is true while it is not empty. */
   get outBuffer(): Buffer {
-    return this.#outBuffer;
+    return this.#store.subarray(this.#start, this.#end);
   }
   /** Replacing it tells the loop when `writable()` changes. */
   set outBuffer(value: Buffer) {
-    const wasEmpty = this.#outBuffer.length === 0;
-    this.#outBuffer = value;
+    const wasEmpty = this.#start === this.#end;
+    this.#store = value;
+    this.#start = 0;
+    this.#end = value.length;
     if (wasEmpty !== (value.length === 0)) this.interestChanged();
   }
 
   /** Sends as much of outBuffer as the socket takes now (64 KiB at most per call). */
   initiateSend(): void {
-    const sent = super.send(this.outBuffer.subarray(0, 65536));
-    this.outBuffer = this.outBuffer.subarray(sent);
+    const sent = super.send(this.#store.subarray(this.#start, Math.min(this.#end, this.#start + 65536)));
+    if (sent === 0 || this.#start === this.#end) return;
+    this.#start += sent;
+    if (this.#start === this.#end) this.outBuffer = EMPTY;
   }
 
   /** Sends more of `outBuffer`. */
@@ -611,23 +622,39 @@ export class DispatcherWithSend extends Dispatcher {
 
   /** True until connected (to see a connect complete) and while `outBuffer` holds data. */
   override writable(): boolean {
-    return !this.connected || this.outBuffer.length > 0;
+    return !this.connected || this.#start !== this.#end;
   }
 
   /** Queues data and sends what it can now; returns the number of bytes accepted. */
   override send(data: Uint8Array | string): number {
     if (this.debug) this.logInfo(`sending ${String(data)}`);
     const bytes = toBytes(data);
-    if (this.#outBuffer.length === 0) {
+    if (this.#start === this.#end) {
       // Nothing queued: send straight from the caller's bytes and queue a copy of the rest
       // (not a view: the caller may reuse its buffer).
       const sent = super.send(bytes);
-      if (sent < bytes.length) this.outBuffer = Buffer.from(bytes.subarray(sent));
+      if (sent < bytes.length) this.#enqueue(bytes.subarray(sent));
     } else {
-      this.outBuffer = Buffer.concat([this.#outBuffer, bytes]);
+      this.#enqueue(bytes);
       this.initiateSend();
     }
     return bytes.length;
+  }
+
+  /** Appends a copy of bytes to the queue. */
+  #enqueue(bytes: Uint8Array): void {
+    const wasEmpty = this.#start === this.#end;
+    if (this.#end + bytes.length > this.#store.length) {
+      const queued = this.#end - this.#start;
+      const store = Buffer.allocUnsafe(Math.max(2 * (queued + bytes.length), 4096));
+      this.#store.copy(store, 0, this.#start, this.#end);
+      this.#store = store;
+      this.#start = 0;
+      this.#end = queued;
+    }
+    this.#store.set(bytes, this.#end);
+    this.#end += bytes.length;
+    if (wasEmpty) this.interestChanged();
   }
 }
 
