@@ -84,14 +84,19 @@ Napi::Value JsSocket(const Napi::CallbackInfo& info) {
   return Result(info.Env(), SocketOpen(IntArg(info, 0, "family"), IntArg(info, 1, "type")));
 }
 
+// [fds[0], fds[1]] after a call that filled them, or its -errno.
+Napi::Value FdPairResult(Napi::Env env, int status, const int fds[2]) {
+  if (status < 0) return Result(env, status);
+  Napi::Array pair = Napi::Array::New(env, 2);
+  pair.Set(0u, Napi::Number::New(env, fds[0]));
+  pair.Set(1u, Napi::Number::New(env, fds[1]));
+  return pair;
+}
+
 Napi::Value JsSocketPair(const Napi::CallbackInfo& info) {
   int fds[2] = {-1, -1};
   int status = SocketPair(IntArg(info, 0, "family"), IntArg(info, 1, "type"), fds);
-  if (status < 0) return Result(info.Env(), status);
-  Napi::Array pair = Napi::Array::New(info.Env(), 2);
-  pair.Set(0u, Napi::Number::New(info.Env(), fds[0]));
-  pair.Set(1u, Napi::Number::New(info.Env(), fds[1]));
-  return pair;
+  return FdPairResult(info.Env(), status, fds);
 }
 
 Napi::Value JsClose(const Napi::CallbackInfo& info) {
@@ -205,11 +210,7 @@ Napi::Value JsWrite(const Napi::CallbackInfo& info) {
 Napi::Value JsPipe(const Napi::CallbackInfo& info) {
   int fds[2] = {-1, -1};
   int status = PipeOpen(fds);
-  if (status < 0) return Result(info.Env(), status);
-  Napi::Array pair = Napi::Array::New(info.Env(), 2);
-  pair.Set(0u, Napi::Number::New(info.Env(), fds[0]));
-  pair.Set(1u, Napi::Number::New(info.Env(), fds[1]));
-  return pair;
+  return FdPairResult(info.Env(), status, fds);
 }
 
 Napi::Value JsSetPipeSize(const Napi::CallbackInfo& info) {
