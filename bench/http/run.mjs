@@ -33,49 +33,54 @@ const runs = Number(values.runs);
 
 /** Cores taken by other processes during a run above which it counts as disturbed. */
 const DISTURBED = 0.25;
-let retries = 2 * runs;
 
 const ceiling = ceilingServer();
 const subjects = [NODE_HTTP, ...ASYNCORE_HTTP, ...(ceiling === null ? [] : [ceiling])];
 
 const load = () => loadavg().map((x) => x.toFixed(2)).join(' ');
 const loadBefore = load();
-const results = [];
-for (const subject of subjects) {
-  const { child, port } = await start(subject);
-  try {
-    measure(child, port, { ...options, seconds: 1 }); // warm-up (JIT, connections), not counted
-    const measured = [];
-    for (let i = 0; i < runs; i++) {
+// Every server runs from start to end (an idle one costs nothing), and the runs go round
+// the servers: a burst of other work on the machine then hits one run of several servers,
+// not every run of one.
+const started = [];
+try {
+  for (const subject of subjects) {
+    const server = await start(subject);
+    started.push({ subject, ...server, measured: [], retries: runs });
+    measure(server.child, server.port, { ...options, seconds: 1 }); // warm-up (JIT, connections), not counted
+  }
+  for (let i = 0; i < runs; i++) {
+    for (const server of started) {
       // Other sessions share these two cores: a run they disturbed is measured again (up to
-      // `retries` times in all), and the least disturbed attempt is kept.
-      let best = measure(child, port, options);
-      while (best.others > DISTURBED && retries > 0) {
-        retries--;
-        const again = measure(child, port, options);
+      // `runs` times per server), and the least disturbed attempt is kept.
+      let best = measure(server.child, server.port, options);
+      while (best.others > DISTURBED && server.retries > 0) {
+        server.retries--;
+        const again = measure(server.child, server.port, options);
         if (again.others < best.others) best = again;
       }
-      measured.push(best);
+      server.measured.push(best);
     }
-    const result = {
-      name: subject.name,
-      rates: measured.map((m) => m.rate),
-      rate: median(measured.map((m) => m.rate)),
-      serverCpu: median(measured.map((m) => m.serverCpu)),
-      serverUser: median(measured.map((m) => m.serverUser)),
-      serverSystem: median(measured.map((m) => m.serverSystem)),
-      wrkShare: median(measured.map((m) => m.wrkShare)),
-      others: measured.map((m) => m.others),
-    };
-    results.push(result);
-    process.stderr.write(
-      `${subject.name}: ${result.rates.map((r) => r.toFixed(0)).join(', ')} req/s, ` +
-        `${result.serverCpu.toFixed(2)} us CPU/request, wrk at ${(100 * result.wrkShare).toFixed(0)}%, ` +
-        `others ${result.others.map((x) => x.toFixed(2)).join(', ')} cores\n`,
-    );
-  } finally {
-    await stop(child);
   }
+} finally {
+  await Promise.all(started.map(({ child }) => stop(child)));
+}
+const results = started.map(({ subject, measured }) => ({
+  name: subject.name,
+  rates: measured.map((m) => m.rate),
+  rate: median(measured.map((m) => m.rate)),
+  serverCpu: median(measured.map((m) => m.serverCpu)),
+  serverUser: median(measured.map((m) => m.serverUser)),
+  serverSystem: median(measured.map((m) => m.serverSystem)),
+  wrkShare: median(measured.map((m) => m.wrkShare)),
+  others: measured.map((m) => m.others),
+}));
+for (const result of results) {
+  process.stderr.write(
+    `${result.name}: ${result.rates.map((r) => r.toFixed(0)).join(', ')} req/s, ` +
+      `${result.serverCpu.toFixed(2)} us CPU/request, wrk at ${(100 * result.wrkShare).toFixed(0)}%, ` +
+      `others ${result.others.map((x) => x.toFixed(2)).join(', ')} cores\n`,
+  );
 }
 const loadAfter = load();
 
@@ -96,7 +101,8 @@ const END = '<!-- END GENERATED -->';
 const generated = `${BEGIN}
 Command: \`node bench/http/run.mjs --duration ${options.seconds} --runs ${runs} --connections ${options.connections}\`
 (wrk -t1 -c${options.connections} -d${options.seconds}s, keep-alive, GET / of a 160-byte hello page; one warm-up
-run, then ${runs} runs, median). Each server pinned to CPU 0, wrk to CPU 1, loopback only.
+run each, then ${runs} rounds over all servers, median). Each server pinned to CPU 0, wrk to
+CPU 1, loopback only.
 
 Machine: ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB,
 Node ${process.version}, ${wrkVersion}, ${new Date().toISOString()}.
@@ -109,7 +115,7 @@ ${rows}
 "CPU/request vs node:http" is node:http's CPU per request divided by the server's: how much
 less work it does per request. "wrk's core" is the share of CPU 1 wrk used: near 100%, wrk
 is the limit and req/s stops telling the servers apart. ² marks a run during which other
-processes took more than ${DISTURBED} of a core (after ${2 * runs} re-measurements at most in all).
+processes took more than ${DISTURBED} of a core (after ${runs} re-measurements at most per server).
 ${ceiling === null ? '(No C compiler here: the C ceiling row is missing.)\n' : ''}${END}`;
 
 const file = `${here}RESULTS.md`;
