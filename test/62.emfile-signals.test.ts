@@ -66,7 +66,9 @@ const EXHAUSTING_CLIENTS = 100;
 // it again at once would report thousands.
 const MAX_ERRORS_PER_SECOND = 50;
 
-describe.each(MODES)('EMFILE on accept (%s)', (mode) => {
+const CASES = BACKENDS.flatMap((backend) => MODES.map((mode) => ({ backend, mode })));
+
+describe.each(CASES)('EMFILE on accept ($backend, $mode)', ({ backend, mode }) => {
   it('reaches handleError a few times a second without spinning, and accepting resumes once fds are free', async () => {
     const child = startChild('sh', [
       '-c',
@@ -75,6 +77,7 @@ describe.each(MODES)('EMFILE on accept (%s)', (mode) => {
       join(FAULTS, 'emfile-server.mjs'),
       PACKAGE,
       mode,
+      backend,
     ]);
     const port = numberField(await child.next('listening'), 'port');
     for (let i = 0; i < EXHAUSTING_CLIENTS; i++) {
@@ -180,34 +183,31 @@ async function untilDelivered(pid: number, signal: number): Promise<void> {
   expect(signalPending(pid, signal), 'the signal is still pending after 2 s').toBe(false);
 }
 
-describe.each(BACKENDS.flatMap((backend) => MODES.map((mode) => ({ backend, mode }))))(
-  'signals during the wait ($backend, $mode)',
-  ({ backend, mode }) => {
-    it(`${SIGNALS} SIGUSR2 while clients echo: no byte lost, no error, every signal reaches its listener`, async () => {
-      const child = startChild(process.execPath, [join(FAULTS, 'signal-echo.mjs'), PACKAGE, mode, backend]);
-      const port = numberField(await child.next('listening'), 'port');
-      const pid = child.process.pid as number;
-      const traffic = new CheckedTraffic(port, TRAFFIC_CLIENTS);
+describe.each(CASES)('signals during the wait ($backend, $mode)', ({ backend, mode }) => {
+  it(`${SIGNALS} SIGUSR2 while clients echo: no byte lost, no error, every signal reaches its listener`, async () => {
+    const child = startChild(process.execPath, [join(FAULTS, 'signal-echo.mjs'), PACKAGE, mode, backend]);
+    const port = numberField(await child.next('listening'), 'port');
+    const pid = child.process.pid as number;
+    const traffic = new CheckedTraffic(port, TRAFFIC_CLIENTS);
 
-      for (let i = 0; i < SIGNALS; i++) {
-        process.kill(pid, 'SIGUSR2');
-        // One signal at a time: a second one sent while the first is pending would merge
-        // with it, and the count below could not be exact.
-        await untilDelivered(pid, SIGUSR2);
-        // Now and then a pause, so that signals also find the loop waiting with nothing to do.
-        if (i % 10 === 9) await sleep(10);
-      }
-      await traffic.stop();
+    for (let i = 0; i < SIGNALS; i++) {
+      process.kill(pid, 'SIGUSR2');
+      // One signal at a time: a second one sent while the first is pending would merge
+      // with it, and the count below could not be exact.
+      await untilDelivered(pid, SIGUSR2);
+      // Now and then a pause, so that signals also find the loop waiting with nothing to do.
+      if (i % 10 === 9) await sleep(10);
+    }
+    await traffic.stop();
 
-      expect(traffic.sent).toBeGreaterThan(0);
-      expect(traffic.received).toBe(traffic.sent);
-      expect(traffic.mismatches).toBe(0);
-      child.endInput();
-      const done = await child.next('done');
-      // Each signal was delivered on its own, so Node ran the listener once for each.
-      expect(done['usr2']).toBe(SIGNALS);
-      expect(await child.exited(), child.output()).toBe(0);
-      expect(child.stderr).toBe('');
-    });
-  },
-);
+    expect(traffic.sent).toBeGreaterThan(0);
+    expect(traffic.received).toBe(traffic.sent);
+    expect(traffic.mismatches).toBe(0);
+    child.endInput();
+    const done = await child.next('done');
+    // Each signal was delivered on its own, so Node ran the listener once for each.
+    expect(done['usr2']).toBe(SIGNALS);
+    expect(await child.exited(), child.output()).toBe(0);
+    expect(child.stderr).toBe('');
+  });
+});
