@@ -108,7 +108,7 @@ Machine: ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), ${(totalmem() / 2 
 Node ${process.version}, ${wrkVersion}, ${new Date().toISOString()}.
 Load average before the run: ${loadBefore}; after: ${loadAfter}.
 
-| server | req/s (median) | vs node:http | runs | server CPU µs/request (user + sys) | CPU/request vs node:http | wrk's core |
+| server | req/s (median) | vs node:http | runs | server CPU µs/request (user + sys, medians each) | CPU/request vs node:http | wrk's core |
 |---|---|---|---|---|---|---|
 ${rows}
 
