@@ -12,6 +12,9 @@
 //   the memory.
 // - The input buffer only ever keeps a partial terminator between reads, and queued data
 //   is sliced with subarray(), never copied again: no O(n^2) concatenation.
+// - push() copies only what it cannot send at once: with nothing queued it sends from the
+//   caller's bytes and keeps a copy of the rest, so the caller may reuse its buffer as soon
+//   as push() returns, as with Python's immutable bytes, and a small reply is never copied.
 // - Strings are accepted as terminators and from producers, encoded with `encoding`;
 //   push() takes strings only with useEncoding = true, as Python's test_push demands.
 import { Dispatcher, declareBuiltInPredicates } from './dispatcher.js';
