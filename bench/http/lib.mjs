@@ -1,7 +1,7 @@
 // What run.mjs and cpu.mjs share: the servers under test, starting and stopping them pinned
 // to CPU 0, one wrk run pinned to CPU 1, and CPU time from /proc. Loopback only.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -30,7 +30,10 @@ export const ASYNCORE_HTTP = [
  * reaches is what wrk -t1 can drive on this machine. Null when there is no C compiler.
  */
 export function ceilingServer() {
-  const binary = join(mkdtempSync(join(tmpdir(), 'http-ceiling-')), 'http-ceiling');
+  const dir = mkdtempSync(join(tmpdir(), 'http-ceiling-'));
+  // The binary is not needed once it runs: its directory goes when this process exits.
+  process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+  const binary = join(dir, 'http-ceiling');
   const result = spawnSync('cc', ['-O2', '-o', binary, join(here, 'ceiling.c')], { encoding: 'utf8' });
   if (result.status !== 0) return null;
   return { name: 'C ceiling (ceiling.c)', command: binary, args: [], portArgs: ['0'] };
