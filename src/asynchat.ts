@@ -26,6 +26,7 @@ export type Terminator = string | Uint8Array | number | null;
 
 /** Python's producer protocol: more() returns the next piece, empty when it is exhausted. */
 export interface Producer {
+  /** The next piece of data; an empty one means the producer is exhausted. */
   more(): Uint8Array | string;
 }
 
@@ -81,6 +82,7 @@ export function findPrefixAtEnd(haystack: string | Uint8Array, needle: string | 
 /** Python's simple_producer: hands out `data` in pieces of at most bufferSize. */
 export class SimpleProducer implements Producer {
   #data: Uint8Array | string;
+  /** The largest piece {@link SimpleProducer.more} hands out. */
   readonly bufferSize: number;
 
   constructor(data: Uint8Array | string, bufferSize = 512) {
@@ -94,6 +96,10 @@ export class SimpleProducer implements Producer {
     this.bufferSize = bufferSize;
   }
 
+  /**
+   * The next piece, at most {@link SimpleProducer.bufferSize} long; an empty one once the data is used
+   * up.
+   */
   more(): Uint8Array | string {
     const data = this.#data;
     const size = Math.min(data.length, this.bufferSize);
@@ -160,6 +166,11 @@ export class AsyncChat extends Dispatcher {
   acOutBufferSize = 65536;
   /** When true, push() takes strings too, encoded with `encoding`. */
   useEncoding = false;
+  /**
+   * How strings become bytes: string terminators, strings from producers and, with `useEncoding`,
+   * pushed strings (Python's `encoding`). The default `'latin1'` maps each character to one byte and
+   * refuses characters above U+00FF.
+   */
   encoding: BufferEncoding = 'latin1';
   /**
    * The most bytes one message may collect before its terminator (a string or numeric
@@ -183,10 +194,21 @@ export class AsyncChat extends Dispatcher {
 
   // --- To override -------------------------------------------------------------------------
 
+  /**
+   * To override: called with each piece of data that arrives before the terminator (Python's
+   * `collect_incoming_data`). The default throws; {@link AsyncChat.collectIntoIncoming} is a ready-made
+   * body that keeps the pieces for {@link AsyncChat.takeIncoming}.
+   */
   collectIncomingData(_data: Buffer): void {
     throw new Error(`${this.constructor.name} must implement collectIncomingData()`);
   }
 
+  /**
+   * To override: called each time the terminator arrives, after the data before it went to
+   * {@link AsyncChat.collectIncomingData} (Python's `found_terminator`). It may call
+   * {@link AsyncChat.setTerminator} to read what follows differently, say a header line and then a body
+   * of N bytes. The default throws.
+   */
   foundTerminator(): void {
     throw new Error(`${this.constructor.name} must implement foundTerminator()`);
   }
@@ -237,10 +259,18 @@ export class AsyncChat extends Dispatcher {
 
   // --- Input -------------------------------------------------------------------------------
 
+  /**
+   * Always true, as in Python; what one message may collect is bounded by
+   * {@link AsyncChat.maxIncomingBuffer} instead.
+   */
   override readable(): boolean {
     return true;
   }
 
+  /**
+   * Reads up to {@link AsyncChat.acInBufferSize} bytes and splits them at the terminator: data goes to
+   * {@link AsyncChat.collectIncomingData}, each terminator to {@link AsyncChat.foundTerminator}.
+   */
   override handleRead(): void {
     let data: Buffer;
     try {
@@ -329,14 +359,17 @@ export class AsyncChat extends Dispatcher {
 
   // --- Output ------------------------------------------------------------------------------
 
+  /** True while something is queued to send, and until connected. */
   override writable(): boolean {
     return this.#fifo.length > 0 || !this.connected;
   }
 
+  /** Sends the next piece of the queue ({@link AsyncChat.initiateSend}). */
   override handleWrite(): void {
     this.initiateSend();
   }
 
+  /** Closes the channel, without the default's warning (as Python's `async_chat`). */
   override handleClose(): void {
     this.close();
   }
