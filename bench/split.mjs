@@ -1,11 +1,11 @@
 #!/usr/bin/env node
 // Where a server's time per message goes: user space (its own code) or the kernel.
 //
-//   node bench/split.mjs [--starts 5] [--conns 50] [--duration 3] [--subjects a,b,...]
+//   node bench/split.mjs [--starts 5] [--conns 50] [--idle 0] [--duration 3] [--subjects a,b,...]
 //
 // For each subject it starts the server afresh --starts times (the subjects take turns, so a
 // change in the machine touches them all alike), pinned to CPU 0, runs bench/loadgen.c with
-// 64-byte ping-pong on CPU 1, and reads the server's user and system CPU time from
+// 64-byte ping-pong on CPU 1 (beside --idle connections that never send), and reads the server's user and system CPU time from
 // /proc/PID/stat over exactly the measured window. It prints, per start and as medians:
 // round trips per second, and user and system microseconds per round trip.
 //
@@ -33,6 +33,7 @@ const { values } = parseArgs({
   options: {
     starts: { type: 'string', default: '5' },
     conns: { type: 'string', default: '50' },
+    idle: { type: 'string', default: '0' },
     duration: { type: 'string', default: '3' },
     subjects: { type: 'string', default: Object.keys(SUBJECTS).join(',') },
   },
@@ -76,13 +77,15 @@ async function measureOnce(id) {
   const server = spawn('taskset', ['-c', '0', ...SUBJECTS[id]], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
   try {
     const [, port] = await waitFor(server.stdout, /listening on .*:(\d+)/, id);
-    const loadgenArgs = ['--port', port, '--conns', values.conns, '--duration', values.duration, '--warmup', '0', '--wait'];
+    const loadgenArgs = ['--port', port, '--conns', values.conns, '--idle', values.idle, '--duration', values.duration];
+    loadgenArgs.push('--warmup', '0', '--wait');
     const loadgen = spawn('taskset', ['-c', '1', path.join(OUT, 'loadgen'), ...loadgenArgs], {
       stdio: ['pipe', 'pipe', 'inherit'],
     });
     const report = waitFor(loadgen.stdout, /(\{"run".*\})\n/, 'loadgen');
     await waitFor(loadgen.stdout, /"connected"/, 'loadgen');
-    await new Promise((resolve) => setTimeout(resolve, 200)); // the server accepts them all
+    // Let the server accept them all (a connect completes at the handshake, before accept()).
+    await new Promise((resolve) => setTimeout(resolve, 200 + Number(values.idle) / 5));
     // loadgen starts sending on this line: the CPU window and the counting window coincide.
     const [user0, system0] = cpuTimes(server.pid);
     loadgen.stdin.write('go\n');
@@ -114,7 +117,10 @@ for (let start = 1; start <= starts; start++) {
 }
 
 const baseline = results['node-net'] ? median(results['node-net'].map((r) => r.msgsPerS)) : undefined;
-console.log(`${values.conns} connections, 64 B ping-pong, ${starts} server starts per subject, ${values.duration} s each`);
+console.log(
+  `${values.conns} connections (64 B ping-pong) beside ${values.idle} idle, ${starts} server starts per subject, ` +
+    `${values.duration} s each`,
+);
 console.log('');
 console.log('| subject | round trips/s per start | median | vs node:net | user µs per round trip (median) | system µs per round trip, per start |');
 console.log('|---|---|---:|---:|---:|---|');
