@@ -91,14 +91,19 @@ Napi::Value JsSocket(const Napi::CallbackInfo& info) {
   return Result(info.Env(), SocketOpen(IntArg(info, 0, "family"), IntArg(info, 1, "type")));
 }
 
+// [fds[0], fds[1]] after a call that filled them, or its -errno.
+Napi::Value FdPairResult(Napi::Env env, int status, const int fds[2]) {
+  if (status < 0) return Result(env, status);
+  Napi::Array pair = Napi::Array::New(env, 2);
+  pair.Set(0u, Napi::Number::New(env, fds[0]));
+  pair.Set(1u, Napi::Number::New(env, fds[1]));
+  return pair;
+}
+
 Napi::Value JsSocketPair(const Napi::CallbackInfo& info) {
   int fds[2] = {-1, -1};
   int status = SocketPair(IntArg(info, 0, "family"), IntArg(info, 1, "type"), fds);
-  if (status < 0) return Result(info.Env(), status);
-  Napi::Array pair = Napi::Array::New(info.Env(), 2);
-  pair.Set(0u, Napi::Number::New(info.Env(), fds[0]));
-  pair.Set(1u, Napi::Number::New(info.Env(), fds[1]));
-  return pair;
+  return FdPairResult(info.Env(), status, fds);
 }
 
 Napi::Value JsClose(const Napi::CallbackInfo& info) {
@@ -206,6 +211,26 @@ Napi::Value JsWrite(const Napi::CallbackInfo& info) {
   size_t length;
   BytesArg(info, 1, &data, &length);
   return Result(info.Env(), Write(fd, data, length));
+}
+
+// pipe() -> [readFd, writeFd] or -errno
+Napi::Value JsPipe(const Napi::CallbackInfo& info) {
+  int fds[2] = {-1, -1};
+  int status = PipeOpen(fds);
+  return FdPairResult(info.Env(), status, fds);
+}
+
+Napi::Value JsSetPipeSize(const Napi::CallbackInfo& info) {
+  return Result(info.Env(), SetPipeSize(IntArg(info, 0, "fd"), IntArg(info, 1, "bytes")));
+}
+
+// splice(fdIn, fdOut, length) -> bytes moved (0 at EOF) or -errno
+Napi::Value JsSplice(const Napi::CallbackInfo& info) {
+  int fd_in = IntArg(info, 0, "fdIn");
+  int fd_out = IntArg(info, 1, "fdOut");
+  int32_t length = IntArg(info, 2, "length");
+  if (length < 0) return Result(info.Env(), -EINVAL);
+  return Result(info.Env(), Splice(fd_in, fd_out, static_cast<size_t>(length)));
 }
 
 Napi::Value NameOf(const Napi::CallbackInfo& info, int (*get)(int, SockAddr*)) {
@@ -411,6 +436,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("recvfromInto", Napi::Function::New<JsRecvFromInto>(env, "recvfromInto"));
   exports.Set("readInto", Napi::Function::New<JsReadInto>(env, "readInto"));
   exports.Set("write", Napi::Function::New<JsWrite>(env, "write"));
+  exports.Set("pipe", Napi::Function::New<JsPipe>(env, "pipe"));
+  exports.Set("setPipeSize", Napi::Function::New<JsSetPipeSize>(env, "setPipeSize"));
+  exports.Set("splice", Napi::Function::New<JsSplice>(env, "splice"));
   exports.Set("getsockname", Napi::Function::New<JsGetSockName>(env, "getsockname"));
   exports.Set("getpeername", Napi::Function::New<JsGetPeerName>(env, "getpeername"));
   exports.Set("setsockopt", Napi::Function::New<JsSetSockOpt>(env, "setsockopt"));

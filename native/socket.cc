@@ -103,6 +103,53 @@ ssize_t Write(int fd, const void* data, size_t length) {
   return RetryOnEintr([&] { return ::write(fd, data, length); });
 }
 
+int PipeOpen(int fds[2]) {
+#ifdef __linux__
+  return ::pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0 ? -errno : 0;
+#else
+  if (::pipe(fds) < 0) return -errno;
+  for (int i = 0; i < 2; i++) {
+    if (::fcntl(fds[i], F_SETFD, FD_CLOEXEC) < 0 || SetNonBlocking(fds[i], true) < 0) {
+      int err = errno;
+      ::close(fds[0]);
+      ::close(fds[1]);
+      return -err;
+    }
+  }
+  return 0;
+#endif
+}
+
+int SetPipeSize(int fd, int bytes) {
+#ifdef F_SETPIPE_SZ
+  int granted = ::fcntl(fd, F_SETPIPE_SZ, bytes);
+  if (granted >= 0) return granted;
+  // EPERM: past the per-user pipe limits the pipe keeps its size, which is still usable.
+  if (errno != EPERM) return -errno;
+  int current = ::fcntl(fd, F_GETPIPE_SZ);
+  return current < 0 ? -errno : current;
+#else
+  (void)fd;
+  (void)bytes;
+  return -ENOSYS;
+#endif
+}
+
+ssize_t Splice(int fd_in, int fd_out, size_t length) {
+#ifdef __linux__
+  // SPLICE_F_MOVE lets the kernel hand pages over instead of copying where it can;
+  // SPLICE_F_NONBLOCK keeps the pipe end from blocking (the socket is non-blocking already).
+  return RetryOnEintr([&] {
+    return ::splice(fd_in, nullptr, fd_out, nullptr, length, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+  });
+#else
+  (void)fd_in;
+  (void)fd_out;
+  (void)length;
+  return -ENOSYS;
+#endif
+}
+
 int GetSockName(int fd, SockAddr* out) {
   out->length = sizeof(out->storage);
   return ::getsockname(fd, out->raw(), &out->length) < 0 ? -errno : 0;

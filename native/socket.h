@@ -53,6 +53,18 @@ ssize_t RecvFrom(int fd, void* buffer, size_t length, int flags, SockAddr* from)
 ssize_t Read(int fd, void* buffer, size_t length);
 ssize_t Write(int fd, const void* data, size_t length);
 
+// --- Zero-copy forwarding -------------------------------------------------------------
+// A pipe with both ends non-blocking and close-on-exec: fds[0] reads, fds[1] writes.
+int PipeOpen(int fds[2]);
+// Asks the kernel to make a pipe hold at least `bytes` (F_SETPIPE_SZ). Returns the size the
+// pipe has afterwards: the one granted, or the one it kept when the kernel refused to grow it
+// (EPERM, past the per-user pipe limits). -ENOSYS where the call does not exist.
+int SetPipeSize(int fd, int bytes);
+// Moves up to length bytes from fd_in to fd_out inside the kernel, one of them a pipe
+// (splice(2), never blocking on the pipe): the bytes never reach user space. 0 at EOF of
+// fd_in. -ENOSYS off Linux, where a caller falls back to recv()/send().
+ssize_t Splice(int fd_in, int fd_out, size_t length);
+
 // --- Names and options -----------------------------------------------------------------
 int GetSockName(int fd, SockAddr* out);
 int GetPeerName(int fd, SockAddr* out);

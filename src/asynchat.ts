@@ -12,6 +12,9 @@
 //   the memory.
 // - The input buffer only ever keeps a partial terminator between reads, and queued data
 //   is sliced with subarray(), never copied again: no O(n^2) concatenation.
+// - push() copies only what it cannot send at once: with nothing queued it sends from the
+//   caller's bytes and keeps a copy of the rest, so the caller may reuse its buffer as soon
+//   as push() returns, as with Python's immutable bytes, and a small reply is never copied.
 // - Strings are accepted as terminators and from producers, encoded with `encoding`;
 //   push() takes strings only with useEncoding = true, as Python's test_push demands.
 import { Dispatcher, declareBuiltInPredicates } from './dispatcher.js';
@@ -23,6 +26,7 @@ export type Terminator = string | Uint8Array | number | null;
 
 /** Python's producer protocol: more() returns the next piece, empty when it is exhausted. */
 export interface Producer {
+  /** The next piece of data; an empty one means the producer is exhausted. */
   more(): Uint8Array | string;
 }
 
@@ -78,6 +82,7 @@ export function findPrefixAtEnd(haystack: string | Uint8Array, needle: string | 
 /** Python's simple_producer: hands out `data` in pieces of at most bufferSize. */
 export class SimpleProducer implements Producer {
   #data: Uint8Array | string;
+  /** The largest piece {@link SimpleProducer.more} hands out. */
   readonly bufferSize: number;
 
   constructor(data: Uint8Array | string, bufferSize = 512) {
@@ -91,6 +96,10 @@ export class SimpleProducer implements Producer {
     this.bufferSize = bufferSize;
   }
 
+  /**
+   * The next piece, at most {@link SimpleProducer.bufferSize} long; an empty one once the data is used
+   * up.
+   */
   more(): Uint8Array | string {
     const data = this.#data;
     const size = Math.min(data.length, this.bufferSize);
@@ -124,8 +133,11 @@ class Deque<T> {
   shift(): void {
     this.#items[this.#head] = undefined as T;
     this.#head++;
-    if (this.#head === this.#items.length) this.clear();
-    else if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
+    if (this.#head === this.#items.length) {
+      // Emptied (after nearly every reply): keep the array, it is about to be used again.
+      this.#items.length = 0;
+      this.#head = 0;
+    } else if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
       this.#items = this.#items.slice(this.#head);
       this.#head = 0;
     }
@@ -154,6 +166,11 @@ export class AsyncChat extends Dispatcher {
   acOutBufferSize = 65536;
   /** When true, push() takes strings too, encoded with `encoding`. */
   useEncoding = false;
+  /**
+   * How strings become bytes: string terminators, strings from producers and, with `useEncoding`,
+   * pushed strings (Python's `encoding`). The default `'latin1'` maps each character to one byte and
+   * refuses characters above U+00FF.
+   */
   encoding: BufferEncoding = 'latin1';
   /**
    * The most bytes one message may collect before its terminator (a string or numeric
@@ -177,10 +194,21 @@ export class AsyncChat extends Dispatcher {
 
   // --- To override -------------------------------------------------------------------------
 
+  /**
+   * To override: called with each piece of data that arrives before the terminator (Python's
+   * `collect_incoming_data`). The default throws; {@link AsyncChat.collectIntoIncoming} is a ready-made
+   * body that keeps the pieces for {@link AsyncChat.takeIncoming}.
+   */
   collectIncomingData(_data: Buffer): void {
     throw new Error(`${this.constructor.name} must implement collectIncomingData()`);
   }
 
+  /**
+   * To override: called each time the terminator arrives, after the data before it went to
+   * {@link AsyncChat.collectIncomingData} (Python's `found_terminator`). It may call
+   * {@link AsyncChat.setTerminator} to read what follows differently, say a header line and then a body
+   * of N bytes. The default throws.
+   */
   foundTerminator(): void {
     throw new Error(`${this.constructor.name} must implement foundTerminator()`);
   }
@@ -231,10 +259,18 @@ export class AsyncChat extends Dispatcher {
 
   // --- Input -------------------------------------------------------------------------------
 
+  /**
+   * Always true, as in Python; what one message may collect is bounded by
+   * {@link AsyncChat.maxIncomingBuffer} instead.
+   */
   override readable(): boolean {
     return true;
   }
 
+  /**
+   * Reads up to {@link AsyncChat.acInBufferSize} bytes and splits them at the terminator: data goes to
+   * {@link AsyncChat.collectIncomingData}, each terminator to {@link AsyncChat.foundTerminator}.
+   */
   override handleRead(): void {
     let data: Buffer;
     try {
@@ -270,7 +306,7 @@ export class AsyncChat extends Dispatcher {
           this.#terminator = terminator - buffer.length;
           if (!this.#collect(buffer)) return;
         } else {
-          this.#inBuffer = buffer.subarray(terminator);
+          this.#inBuffer = terminator === buffer.length ? EMPTY : buffer.subarray(terminator);
           this.#terminator = 0;
           if (!this.#collect(buffer.subarray(0, terminator))) return;
           this.#collected = 0;
@@ -280,7 +316,8 @@ export class AsyncChat extends Dispatcher {
         const bytes = this.#terminatorBytesOf(terminator);
         const index = buffer.indexOf(bytes);
         if (index !== -1) {
-          this.#inBuffer = buffer.subarray(index + bytes.length);
+          const rest = index + bytes.length;
+          this.#inBuffer = rest === buffer.length ? EMPTY : buffer.subarray(rest);
           // An empty chunk is not reported (Python: "source of subtle bugs").
           if (index > 0 && !this.#collect(buffer.subarray(0, index))) return;
           this.#collected = 0;
@@ -322,31 +359,39 @@ export class AsyncChat extends Dispatcher {
 
   // --- Output ------------------------------------------------------------------------------
 
+  /** True while something is queued to send, and until connected. */
   override writable(): boolean {
     return this.#fifo.length > 0 || !this.connected;
   }
 
+  /** Sends the next piece of the queue ({@link AsyncChat.initiateSend}). */
   override handleWrite(): void {
     this.initiateSend();
   }
 
+  /** Closes the channel, without the default's warning (as Python's `async_chat`). */
   override handleClose(): void {
     this.close();
   }
 
   /** Queues bytes (strings too when useEncoding is set) and sends what the socket takes now. */
   push(data: Uint8Array | string): void {
-    let bytes: Buffer;
     if (data instanceof Uint8Array) {
-      // A copy, as Python's bytes are immutable: the caller may reuse its buffer.
-      bytes = Buffer.from(data);
+      if (this.#fifo.length > 0) {
+        // A copy, as Python's bytes are immutable: the caller may reuse its buffer.
+        this.#enqueue(Buffer.from(data));
+      } else {
+        // Nothing queued: send straight from the caller's bytes, and copy only what the
+        // socket did not take. A reply that fits the socket is never copied.
+        this.#enqueue(data);
+        this.#copyFirstIfViewOf(data);
+      }
     } else if (typeof data === 'string' && this.useEncoding) {
-      bytes = encodeText(data, this.encoding);
+      this.#enqueue(encodeText(data, this.encoding));
     } else {
       const hint = typeof data === 'string' ? ' (set useEncoding = true to push strings)' : '';
       throw new TypeError(`push() takes a Buffer or Uint8Array${hint}, not ${describe(data)}`);
     }
-    this.#enqueue(bytes);
   }
 
   /** Queues a producer: its more() is asked for data until it returns an empty piece. */
@@ -363,6 +408,13 @@ export class AsyncChat extends Dispatcher {
     const wasEmpty = this.#fifo.length === 0;
     this.#fifo.push(null);
     if (wasEmpty) this.interestChanged();
+  }
+
+  /** After push() queued the caller's own bytes: what is left of them becomes a private copy. */
+  #copyFirstIfViewOf(data: Uint8Array): void {
+    if (this.#fifo.length === 0) return;
+    const first = this.#fifo.first();
+    if (first instanceof Uint8Array && first.buffer === data.buffer) this.#fifo.replaceFirst(Buffer.from(first));
   }
 
   #enqueue(entry: OutgoingEntry): void {

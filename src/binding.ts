@@ -99,6 +99,12 @@ export interface NativeBinding {
   ): [number, Address | null] | number;
   readInto(fd: number, buffer: Uint8Array, length: number): number;
   write(fd: number, data: Uint8Array): number;
+  /** [readFd, writeFd], both non-blocking, or -errno. */
+  pipe(): [number, number] | number;
+  /** The pipe's size afterwards (granted, or kept when refused), or -errno. */
+  setPipeSize(fd: number, bytes: number): number;
+  /** splice(2) without offsets: bytes moved (0 at EOF) or -errno (-ENOSYS off Linux). */
+  splice(fdIn: number, fdOut: number, length: number): number;
   getsockname(fd: number): Address | number;
   getpeername(fd: number): Address | number;
   setsockopt(fd: number, level: number, option: number, value: number): number;

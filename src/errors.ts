@@ -13,6 +13,7 @@ export class SocketError extends Error {
   /** The system call that failed, e.g. 'connect'. */
   readonly syscall: string;
 
+  /** Made by the package for a failed call; `message` names the call, the code and the OS's text. */
   constructor(message: string, code: string, errno: number, syscall: string) {
     super(message);
     this.name = 'SocketError';
@@ -24,6 +25,10 @@ export class SocketError extends Error {
 
 /** Raised by a handler to leave the loop at once: it propagates past handleError. */
 export class ExitNow extends Error {
+  /**
+   * Throw it from a handler or a {@link callLater} function: {@link loopSync} throws it on,
+   * {@link loop}'s promise rejects with it.
+   */
   constructor(message = 'ExitNow') {
     super(message);
     this.name = 'ExitNow';
@@ -76,10 +81,16 @@ export function isWouldBlock(err: unknown): boolean {
   return err instanceof SocketError && (err.code === 'EAGAIN' || err.code === 'EWOULDBLOCK');
 }
 
+/**
+ * What {@link compactTraceback} returns: Python's `((file, function, line), type, value, info)` without
+ * the type and value, which an `Error` carries itself.
+ */
 export interface CompactTraceback {
   /** Where the error was raised: the innermost frame. */
   file: string;
+  /** The function of the innermost frame (`'?'` when the stack does not name it). */
   func: string;
+  /** The line of the innermost frame (0 when the error has no stack). */
   line: number;
   /** `[file|func|line] ...` for every frame, outermost first, as Python prints it. */
   info: string;

@@ -10,8 +10,12 @@ let scratch = Buffer.allocUnsafe(65536);
 
 /** Wraps a duplicate of an fd so it quacks like a socket: recv/send are read/write. */
 export class FileWrapper {
+  /** The duplicate this wrapper owns, or -1 after {@link FileWrapper.close}. */
   fd: number;
 
+  /**
+   * Duplicates `fd` (`dup(2)`): the wrapper owns and closes the copy, the caller keeps the original.
+   */
   constructor(fd: number) {
     if (typeof fd !== 'number' || !Number.isInteger(fd) || fd < 0) {
       throw new TypeError(`fd must be a non-negative integer, not ${describe(fd)}`);
@@ -19,6 +23,10 @@ export class FileWrapper {
     this.fd = check(native.dup(fd), 'dup');
   }
 
+  /**
+   * Reads up to `n` bytes (`read(2)`); an empty Buffer at EOF. Throws `SocketError('EAGAIN')` when
+   * nothing is there on a non-blocking fd.
+   */
   recv(n: number): Buffer {
     if (this.fd < 0) throw errnoError(-9, 'read', 'on a closed file');
     if (typeof n !== 'number' || !Number.isInteger(n)) throw new TypeError('size must be an integer');
@@ -28,15 +36,18 @@ export class FileWrapper {
     return Buffer.from(scratch.subarray(0, got));
   }
 
+  /** Writes what the fd takes now (`write(2)`) and returns that count; a string is written as UTF-8. */
   send(data: Uint8Array | string): number {
     if (this.fd < 0) throw errnoError(-9, 'write', 'on a closed file');
     return check(native.write(this.fd, toBytes(data)), 'write');
   }
 
+  /** Alias of {@link FileWrapper.recv}, as Python's `file_wrapper` has it. */
   read(n: number): Buffer {
     return this.recv(n);
   }
 
+  /** Alias of {@link FileWrapper.send}. */
   write(data: Uint8Array | string): number {
     return this.send(data);
   }
@@ -47,6 +58,7 @@ export class FileWrapper {
     throw new Error('FileWrapper implements only getsockopt(SOL_SOCKET, SO_ERROR)');
   }
 
+  /** Closes the duplicate; closing twice does nothing. */
   close(): void {
     if (this.fd < 0) return;
     const fd = this.fd;
@@ -54,15 +66,25 @@ export class FileWrapper {
     check(native.close(fd), 'close');
   }
 
+  /** The duplicate fd (-1 after {@link FileWrapper.close}). */
   fileno(): number {
     return this.fd;
   }
 }
 
+/**
+ * What {@link FileDispatcher} takes: an fd, or an object with an `fd` property or a `fileno()` method.
+ *
+ * @inline
+ */
 type FileLike = number | { fd: number } | { fileno(): number };
 
 /** A dispatcher over a pipe, terminal or other file fd; it is `connected` from the start. */
 export class FileDispatcher extends Dispatcher {
+  /**
+   * Python's `file_dispatcher(fd, map)`: wraps a duplicate of the fd, makes the fd non-blocking and
+   * registers the dispatcher in `map` (default: the global {@link socketMap}).
+   */
   constructor(fd: FileLike, map?: SocketMap) {
     super(null, map);
     this.connected = true;
@@ -71,6 +93,10 @@ export class FileDispatcher extends Dispatcher {
     check(native.setNonBlocking(number, true), 'fcntl');
   }
 
+  /**
+   * Python's `set_file()`: wraps a duplicate of `fd` in a {@link FileWrapper} and registers the
+   * dispatcher under it.
+   */
   setFile(fd: number): void {
     this.socket = new FileWrapper(fd);
     this._fileno = this.socket.fileno();

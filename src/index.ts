@@ -1,10 +1,56 @@
 // asyncore for Node.js: the public surface (see README.md). Re-exports only.
+/**
+ * Python's `asyncore` and `asynchat` for Node.js: a real `select()`, `poll()` or `epoll` readiness
+ * loop over raw non-blocking sockets (a native addon), with Python's dispatcher classes on top.
+ *
+ * - {@link loopSync} is Python's `asyncore.loop()`; {@link loop} runs the same loop with its wait on
+ *   a native thread, so Node's own event loop keeps running.
+ * - Subclass {@link Dispatcher}, {@link DispatcherWithSend} or {@link AsyncChat} and override their
+ *   `handle*` events; {@link Socket} is the raw socket underneath.
+ * - {@link callLater} runs timers inside the loop.
+ *
+ * ```ts
+ * import { Dispatcher, DispatcherWithSend, loopSync, type Socket } from 'asyncore';
+ *
+ * class EchoHandler extends DispatcherWithSend {
+ *   override handleRead(): void {
+ *     const data = this.recv(8192);
+ *     if (data.length > 0) this.send(data);
+ *   }
+ * }
+ *
+ * class EchoServer extends Dispatcher {
+ *   constructor(host: string, port: number) {
+ *     super();
+ *     this.createSocket();
+ *     this.setReuseAddr();
+ *     this.bind([host, port]);
+ *     this.listen(5);
+ *   }
+ *   override handleAccepted(sock: Socket): void {
+ *     new EchoHandler(sock);
+ *   }
+ * }
+ *
+ * new EchoServer('127.0.0.1', 8080);
+ * loopSync(); // Python: asyncore.loop()
+ * ```
+ *
+ * @packageDocumentation
+ */
 export type { Address } from './binding.js';
 // AF_*, SOCK_*, SOL_SOCKET, SO_*, IPPROTO_TCP, TCP_NODELAY, SHUT_*, POLL* and FD_SETSIZE.
 export * from './constants.js';
 export { SocketError, ExitNow, compactTraceback, type CompactTraceback } from './errors.js';
 export { Socket, socketpair } from './socket.js';
-export { Dispatcher, DispatcherWithSend, socketMap, type SocketMap } from './dispatcher.js';
+export { SplicePipe } from './splice.js';
+export {
+  Dispatcher,
+  DispatcherWithSend,
+  declareBuiltInPredicates,
+  socketMap,
+  type SocketMap,
+} from './dispatcher.js';
 export { FileDispatcher, FileWrapper } from './file.js';
 export {
   loop,

@@ -19,20 +19,42 @@ import { ExitNow, SocketError, errnoError, isDisconnect, isWouldBlock } from './
 import { schedulerOf } from './timers.js';
 import { type MapWatcher, unwatch, watch } from './watchers.js';
 
+/**
+ * A readiness backend for {@link LoopOptions.backend}: `'select'`, `'poll'`, `'epoll'` (Linux),
+ * `'kqueue'` (named by the contract but not built yet: asking for it throws), or `'auto'`, the most
+ * scalable one compiled in (see {@link availableBackends}).
+ */
 export type BackendName = 'select' | 'poll' | 'epoll' | 'kqueue' | 'auto';
 
 /** One record per iteration: what was asked of the kernel, what it answered, and how long it took. */
 export interface IterationTrace {
+  /** Counts from 0. */
   iteration: number;
+  /** The backend that waited. */
   backend: string;
+  /** The fds watched for reading during this wait. */
   read: number[];
+  /** The fds watched for writing. */
   write: number[];
+  /** The fds watched for exceptional conditions (`POLLPRI`). */
   except: number[];
-  ready: { fd: number; events: number }[];
+  /** What the kernel answered: each ready fd with its `POLL*` event bits. */
+  ready: {
+    /** The ready fd. */
+    fd: number;
+    /** Its `POLL*` bits, e.g. `POLLIN | POLLHUP`. */
+    events: number;
+  }[];
+  /** Milliseconds spent waiting for the kernel. */
   waitMs: number;
+  /** Milliseconds spent afterwards in handlers and due timers. */
   dispatchMs: number;
 }
 
+/**
+ * Options of {@link loopSync} and {@link loop}: Python's `loop(timeout, use_poll, map, count)`, plus
+ * `backend` and `trace`.
+ */
 export interface LoopOptions {
   /** Seconds per wait (float); default 30, as in Python. */
   timeout?: number;
@@ -44,6 +66,10 @@ export interface LoopOptions {
   map?: SocketMap;
   /** Iterations to run; default: until the map is empty. */
   count?: number;
+  /**
+   * Called once per iteration with what was asked of the kernel and what it answered; for debugging and
+   * teaching (`asyncore-echo --trace` prints it).
+   */
   trace?: (it: IterationTrace) => void;
 }
 
@@ -103,6 +129,11 @@ function handlerFailed(obj: Dispatcher, err: unknown): void {
   else obj.handleError(err);
 }
 
+/**
+ * Python's `asyncore.read()`: calls `obj.handleReadEvent()` and routes what it throws as the loop does:
+ * {@link ExitNow} propagates, `EAGAIN` is ignored, a disconnect error calls `handleClose()`, anything
+ * else goes to `handleError()`.
+ */
 export function read(obj: Dispatcher): void {
   try {
     obj.handleReadEvent();
@@ -111,6 +142,7 @@ export function read(obj: Dispatcher): void {
   }
 }
 
+/** Python's `asyncore.write()`: {@link read} for `obj.handleWriteEvent()`. */
 export function write(obj: Dispatcher): void {
   try {
     obj.handleWriteEvent();
@@ -127,7 +159,11 @@ function exception(obj: Dispatcher): void {
   }
 }
 
-/** Python's readwrite(): the events of one poll()-style result, in Python's order. */
+/**
+ * Python's `asyncore.readwrite()`: dispatches one `poll()`-style result, in Python's order:
+ * `POLLIN` to `handleReadEvent()`, `POLLOUT` to `handleWriteEvent()`, `POLLPRI` to `handleExptEvent()`,
+ * then `POLLHUP`/`POLLERR`/`POLLNVAL` to `handleClose()`. Errors are routed as in {@link read}.
+ */
 export function readwrite(obj: Dispatcher, flags: number): void {
   try {
     if (flags & POLLIN) obj.handleReadEvent();
@@ -228,7 +264,7 @@ class Poller implements MapWatcher {
 
   /** Asks one dispatcher (Python's semantics) and applies a changed mask. */
   #refresh(fd: number, obj: Dispatcher): void {
-    const r = obj.readable();
+    const r = obj.readable() && !obj.acceptPaused;
     const w = obj.writable();
     // Listening sockets are never polled for writing.
     const out = w && !obj.accepting;
@@ -472,7 +508,18 @@ function iterateSync(
 
 // --- The public loops ----------------------------------------------------------------------
 
-/** Python's asyncore.loop(): polls on the calling thread until the map is empty or `count` iterations ran. */
+/**
+ * Python's `asyncore.loop()`: polls on the calling thread, which it blocks, until the map is empty or
+ * `count` iterations ran. Each iteration asks the dispatchers `readable()`/`writable()`, waits, then
+ * dispatches (see {@link readwrite}) and runs the {@link callLater} timers that are due. What a handler
+ * throws goes to its `handleError()`, except {@link ExitNow}, which is thrown on from here. A second
+ * loop on a map that is already being polled throws.
+ *
+ * ```ts
+ * new EchoServer('127.0.0.1', 8080);
+ * loopSync({ backend: 'epoll', timeout: 1 });
+ * ```
+ */
 export function loopSync(options: LoopOptions = {}): void {
   const map = options.map ?? socketMap;
   const loopTimeoutMs = timeoutMs(options.timeout);
@@ -504,12 +551,15 @@ function pollOnce(timeout: number, map: SocketMap | undefined, backend: string):
   }
 }
 
-/** Python's asyncore.poll(): one select() iteration. */
+/**
+ * Python's `asyncore.poll()`: one iteration with the `'select'` backend, waiting at most `timeout`
+ * seconds (0: do not wait). Does nothing on an empty map.
+ */
 export function poll(timeout = 0, map?: SocketMap): void {
   pollOnce(timeout, map, 'select');
 }
 
-/** Python's asyncore.poll2(): one poll() iteration. */
+/** Python's `asyncore.poll2()`: {@link poll} with the `'poll'` backend. */
 export function poll2(timeout = 0, map?: SocketMap): void {
   pollOnce(timeout, map, 'poll');
 }
@@ -517,8 +567,15 @@ export function poll2(timeout = 0, map?: SocketMap): void {
 /**
  * The loop on a native thread: the wait happens off the JS thread, ready events come back
  * as one batch per iteration, and Node's timers, promises and I/O keep running meanwhile.
- * Resolves when the map is empty or `count` iterations ran; rejects with what a handler
- * threw past handleError (ExitNow included).
+ * Handlers still run on the JS thread, with {@link loopSync}'s semantics. Resolves when the map is
+ * empty or `count` iterations ran; rejects with what a handler threw past handleError (ExitNow
+ * included). Interest that changes outside a handler (a timer calls `send()`, a new dispatcher)
+ * wakes the thread at once. The loop keeps Node alive while it runs, unless `unref()`'d.
+ *
+ * ```ts
+ * new EchoServer('127.0.0.1', 8080);
+ * await loop({ backend: 'auto' });
+ * ```
  */
 export function loop(options: LoopOptions = {}): LoopPromise {
   const map = options.map ?? socketMap;
@@ -628,7 +685,11 @@ function withRef(promise: LoopPromise, thread: NativeThreadLoop | null): LoopPro
   return promise;
 }
 
-/** Closes every dispatcher of the map and empties it. */
+/**
+ * Python's `close_all()`: closes every dispatcher of the map (default: the global {@link socketMap}) and
+ * empties it. An error from a `close()` propagates unless `ignoreAll`; `EBADF` is always ignored and
+ * {@link ExitNow} always propagates.
+ */
 export function closeAll(map: SocketMap = socketMap, ignoreAll = false): void {
   for (const obj of [...map.values()]) {
     try {

@@ -86,12 +86,24 @@ export function formatAddress(address: Address | null | undefined): string {
   return address[0].includes(':') ? `[${address[0]}]:${address[1]}` : `${address[0]}:${address[1]}`;
 }
 
+/**
+ * One raw socket fd, shaped like Python's `socket.socket`: non-blocking and close-on-exec from the
+ * start.
+ *
+ * Every method is one system call. A failure throws {@link SocketError}; on a non-blocking socket a
+ * call that would block throws `SocketError` with code `'EAGAIN'`, as Python raises `BlockingIOError`.
+ * Sends never raise SIGPIPE: a vanished peer gives `EPIPE`. Bad arguments throw `TypeError` or
+ * `RangeError`, and a system call on a closed socket throws `SocketError('EBADF')`.
+ */
 export class Socket {
+  /** The address family: {@link AF_INET}, {@link AF_INET6} or {@link AF_UNIX}. */
   readonly family: number;
+  /** The socket type: {@link SOCK_STREAM} or {@link SOCK_DGRAM}. */
   readonly type: number;
   #fd: number;
   #blocking = false;
 
+  /** Creates a socket (`socket(2)`), as Python's `socket.socket(family, type)`. */
   constructor(family: number = AF_INET, type: number = SOCK_STREAM) {
     checkInt(family, 'family');
     checkInt(type, 'type');
@@ -130,6 +142,7 @@ export class Socket {
     return this.#fd;
   }
 
+  /** Whether {@link Socket.close} was called; {@link Socket.fileno} is -1 then. */
   get closed(): boolean {
     return this.#fd < 0;
   }
@@ -139,6 +152,10 @@ export class Socket {
     return this.#fd;
   }
 
+  /**
+   * Python's `setblocking()`: `true` makes calls wait, which blocks the whole JavaScript thread;
+   * `false` (how every socket starts) makes them throw `EAGAIN` instead.
+   */
   setBlocking(flag: boolean): void {
     // `!flag` also turns the 0/1 a JavaScript caller may pass (Python's setblocking(0)) into a boolean.
     const nonBlocking = !flag;
@@ -146,16 +163,23 @@ export class Socket {
     this.#blocking = !nonBlocking;
   }
 
+  /** Python's `getblocking()`: whether the socket is in blocking mode. */
   getBlocking(): boolean {
     return this.#blocking;
   }
 
+  /**
+   * Binds a local address: `[host, port]` (host `''` means every interface; port 0 lets the kernel
+   * pick, read it back with {@link Socket.getsockname}) or a path for AF_UNIX. A host name is resolved
+   * first, as Python does.
+   */
   bind(address: Address): void {
     const fd = this.#open('bind');
     const target = this.#resolve(address);
     check(native.bind(fd, target), 'bind', formatAddress(target));
   }
 
+  /** Starts accepting connections; `backlog` bounds the queue of connections not accepted yet. */
   listen(backlog = 128): void {
     check(native.listen(this.#open('listen'), checkSize(backlog, 'backlog')), 'listen');
   }
@@ -174,6 +198,10 @@ export class Socket {
     return result < 0 ? -result : 0;
   }
 
+  /**
+   * Takes one waiting connection: a new socket (non-blocking, close-on-exec, same family and type) and
+   * the peer's address. Throws `SocketError('EAGAIN')` when none is waiting.
+   */
   accept(): [Socket, Address] {
     const result = native.accept(this.#open('accept'));
     if (typeof result === 'number') throw errnoError(result, 'accept');
@@ -181,6 +209,10 @@ export class Socket {
     return [Socket.#adopt(fd, this.family, this.type), peer];
   }
 
+  /**
+   * Sends what the kernel takes now and returns that count, which may be less than the data's length; a
+   * string is sent as UTF-8.
+   */
   send(data: Uint8Array | string, flags = 0): number {
     const fd = this.#open('send');
     return check(native.send(fd, toBytes(data), checkInt(flags, 'flags')), 'send');
@@ -201,12 +233,17 @@ export class Socket {
     return check(native.recvInto(fd, buffer, Math.min(checkSize(n, 'recv size'), buffer.length), flags), 'recv');
   }
 
+  /** Sends one datagram to `address` (SOCK_DGRAM); returns the bytes sent. */
   sendto(data: Uint8Array | string, address: Address): number {
     const fd = this.#open('sendto');
     const target = this.#resolve(address);
     return check(native.sendto(fd, toBytes(data), 0, target), 'sendto', formatAddress(target));
   }
 
+  /**
+   * Receives one datagram of at most `n` bytes, with the sender's address (`''` for an unnamed UNIX
+   * socket).
+   */
   recvfrom(n: number, flags = 0): [Buffer, Address] {
     const fd = this.#open('recvfrom');
     const size = checkSize(n, 'recv size');
@@ -215,6 +252,10 @@ export class Socket {
     return [takeScratch(result[0]), result[1] ?? ''];
   }
 
+  /**
+   * Ends one or both directions ({@link SHUT_RD}, {@link SHUT_WR}, {@link SHUT_RDWR}); the fd stays
+   * open.
+   */
   shutdown(how: number): void {
     check(native.shutdown(this.#open('shutdown'), checkInt(how, 'how')), 'shutdown');
   }
@@ -227,24 +268,31 @@ export class Socket {
     check(native.close(fd), 'close');
   }
 
+  /** The local address; after binding port 0 it tells the port the kernel picked. */
   getsockname(): Address {
     const result = native.getsockname(this.#open('getsockname'));
     if (typeof result === 'number') throw errnoError(result, 'getsockname');
     return result;
   }
 
+  /** The peer's address; throws `SocketError('ENOTCONN')` on a socket that is not connected. */
   getpeername(): Address {
     const result = native.getpeername(this.#open('getpeername'));
     if (typeof result === 'number') throw errnoError(result, 'getpeername');
     return result;
   }
 
+  /**
+   * Sets an integer option, e.g. `setsockopt(IPPROTO_TCP, TCP_NODELAY, 1)`; `true` and `false` mean 1
+   * and 0.
+   */
   setsockopt(level: number, option: number, value: number | boolean): void {
     const fd = this.#open('setsockopt');
     const numeric = typeof value === 'boolean' ? Number(value) : checkInt(value, 'value');
     check(native.setsockopt(fd, checkInt(level, 'level'), checkInt(option, 'option'), numeric), 'setsockopt');
   }
 
+  /** Reads an integer option, e.g. `getsockopt(SOL_SOCKET, SO_ERROR)`. */
   getsockopt(level: number, option: number): number {
     const fd = this.#open('getsockopt');
     const [status, value] = native.getsockopt(fd, checkInt(level, 'level'), checkInt(option, 'option'));
@@ -252,6 +300,7 @@ export class Socket {
     return value;
   }
 
+  /** `<Socket fd=7 family=2 type=1>`, for logs. */
   toString(): string {
     return `<Socket fd=${this.#fd} family=${this.family} type=${this.type}>`;
   }
@@ -295,7 +344,10 @@ export function resolveAddress(family: number, type: number, address: Address): 
   return [resolved, port];
 }
 
-/** Two connected sockets (non-blocking, close-on-exec). */
+/**
+ * Python's `socket.socketpair()`: two sockets connected to each other (non-blocking, close-on-exec),
+ * AF_UNIX by default. Handy in tests, and to hand a loop a channel without a listener.
+ */
 export function socketpair(family: number = AF_UNIX, type: number = SOCK_STREAM): [Socket, Socket] {
   const result = native.socketpair(checkInt(family, 'family'), checkInt(type, 'type'));
   if (typeof result === 'number') throw errnoError(result, 'socketpair');

@@ -7,6 +7,7 @@ import { type SocketMap, socketMap } from './dispatcher.js';
 import { ExitNow, compactTraceback } from './errors.js';
 import { watcherOf } from './watchers.js';
 
+/** A function scheduled by {@link callLater} in the loop that polls a map (pyftpdlib's `CallLater`). */
 export class ScheduledCall {
   #deadline: number;
   #cancelled = false;
@@ -22,6 +23,7 @@ export class ScheduledCall {
     this.#deadline = performance.now() + delayMs;
   }
 
+  /** True once cancelled, and once it ran; {@link ScheduledCall.reset} schedules it again. */
   get cancelled(): boolean {
     return this.#cancelled;
   }

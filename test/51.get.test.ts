@@ -175,6 +175,10 @@ describe('asyncore-get', () => {
   describe('with a server that accepts and never answers', () => {
     let silent: ChildProcess;
     let silentPort: number;
+    // The server prints one line per connection it accepted: a test waits for its client's
+    // line instead of sleeping and hoping the client got that far.
+    let acceptedLines = 0;
+    const acceptWaiters: (() => void)[] = [];
 
     beforeAll(async () => {
       silent = spawn(
@@ -184,15 +188,36 @@ describe('asyncore-get', () => {
           'import socket, sys, time\n' +
             's = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(16)\n' +
             'print(s.getsockname()[1], flush=True)\n' +
-            'time.sleep(60)\n',
+            'held = []\n' +
+            'while True:\n' +
+            '    held.append(s.accept()[0])\n' +
+            '    print("accepted", flush=True)\n',
         ],
         { stdio: ['ignore', 'pipe', 'ignore'] },
       );
       silentPort = await new Promise<number>((resolve, reject) => {
-        silent.stdout?.once('data', (d: Buffer) => resolve(Number(d.toString().trim())));
+        let text = '';
+        silent.stdout?.on('data', (d: Buffer) => {
+          text += d.toString();
+          const lines = text.split('\n');
+          text = lines.pop() ?? '';
+          for (const line of lines) {
+            if (line === 'accepted') {
+              acceptedLines++;
+              for (const wake of acceptWaiters.splice(0)) wake();
+            } else {
+              resolve(Number(line));
+            }
+          }
+        });
         silent.once('exit', () => reject(new Error('the silent server exited')));
       });
     });
+
+    /** Resolves once the server has accepted more than `count` connections in all. */
+    async function acceptedMoreThan(count: number): Promise<void> {
+      while (acceptedLines <= count) await new Promise<void>((resolve) => acceptWaiters.push(resolve));
+    }
 
     afterAll(async () => {
       silent.kill('SIGKILL');
@@ -208,14 +233,16 @@ describe('asyncore-get', () => {
 
       it(`stops cleanly on SIGINT and SIGTERM (${mode})`, async () => {
         for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+          const acceptedBefore = acceptedLines;
           const child = spawn(process.execPath, [GET, `http://127.0.0.1:${silentPort}/`, '--mode', mode], {
             stdio: ['ignore', 'ignore', 'pipe'],
           });
           children.push(child);
           let stderr = '';
           child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-          // Once the request went out, the client sits in its loop waiting for an answer.
-          await new Promise((r) => setTimeout(r, 400));
+          // Once connected (its signal handlers are set up in the same turn as the connect), the
+          // client sits in its loop waiting for an answer.
+          await acceptedMoreThan(acceptedBefore);
           const closed = new Promise((resolve) => child.on('close', (code) => resolve(code)));
           child.kill(signal);
           expect(await closed).toBe(1);

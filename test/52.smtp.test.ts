@@ -5,13 +5,13 @@
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 
 import { type SocketMap, closeAll, loop, loopSync } from 'asyncore';
 import { afterEach, describe, expect, it } from 'vitest';
 
 import { startSmtpSink } from '../examples/smtp-sink.js';
-import { run, waitExit } from './helpers.js';
+import { ROOT, run, waitExit } from './helpers.js';
 
 // The messages, as Python builds them; they end with CRLF, so each file must equal its message.
 const MESSAGES_PY = String.raw`
@@ -131,5 +131,55 @@ describe('the SMTP sink example with smtplib', () => {
     const name = second.store(Buffer.from('later\r\n'));
     expect(name).toBe('message-2.eml');
     expect(filesIn(dir).map(String)).toEqual(['earlier\r\n', 'later\r\n']);
+  });
+});
+
+// The example as its users run it: compiled by `tsc -p tsconfig.examples.json` (npm test does
+// that first) and started with node, stopped by a signal.
+describe('the SMTP sink example as a program', () => {
+  const dirs: string[] = [];
+  afterEach(() => {
+    for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+  });
+
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    it(`listens, stores what smtplib sends, and exits 0 on ${signal}`, async () => {
+      const dir = join(mkdtempSync(join(tmpdir(), 'asyncore-smtp-cli-')), 'mail');
+      dirs.push(dirname(dir));
+      const program = join(ROOT, 'dist', 'examples', 'smtp-sink.js');
+      const child = spawn(process.execPath, [program, '--dir', dir, '--port', '0'], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      try {
+        let output = '';
+        child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+        const port = await new Promise<number>((resolve, reject) => {
+          const timer = setTimeout(() => reject(new Error(`no listening line: ${output}`)), 10_000);
+          child.stdout.on('data', (d: Buffer) => {
+            output += d.toString();
+            const m = /listening on [^\n]*:(\d+)\n/.exec(output);
+            if (m !== null) {
+              clearTimeout(timer);
+              resolve(Number(m[1]));
+            }
+          });
+        });
+        expect(output).toContain(`writing messages to ${dir}`);
+        const client = await run('python3', ['-c', CLIENT_PY, String(port)]);
+        expect(client.stderr).toBe('');
+        expect(JSON.parse(client.stdout)).toEqual(EXPECTED_CODES);
+        child.kill(signal);
+        expect(await waitExit(child)).toBe(0);
+        expect(filesIn(dir)).toEqual(await expectedMessages());
+      } finally {
+        child.kill('SIGKILL');
+      }
+    });
+  }
+
+  it('exits 2 with its usage when --dir is missing', async () => {
+    const result = await run(process.execPath, [join(ROOT, 'dist', 'examples', 'smtp-sink.js')]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('usage: smtp-sink --dir OUT');
   });
 });

@@ -8,11 +8,15 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
+import { SplicePipe } from 'asyncore';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
 import { BACKENDS, DIST, MODES, type Mode, accepts, freePort, run, startCli, waitExit } from './helpers.js';
 
 const FILE_BYTES = 5 * 1024 * 1024;
+/** How the forwarder moves bytes: through a kernel pipe (the default on Linux) or through JS. */
+const TRANSFERS = ['splice', 'copy'] as const;
+type Transfer = (typeof TRANSFERS)[number];
 const CONCURRENT_CURLS = 50;
 const SLOW_READER_BYTES = 50 * 1024 * 1024;
 /** How far the forwarder's resident memory may grow while a reader stalls 50 MiB. */
@@ -124,6 +128,8 @@ const sha256 = (data: Uint8Array): string => createHash('sha256').update(data).d
 interface Forwarder {
   pid: number;
   port: number;
+  /** What it printed when it started listening. */
+  announce: string;
 }
 
 describe('asyncore-forward', () => {
@@ -136,12 +142,18 @@ describe('asyncore-forward', () => {
     return child;
   }
 
-  async function startForwarder(mode: Mode, remotePort: number, backend = 'auto'): Promise<Forwarder> {
+  async function startForwarder(
+    mode: Mode,
+    remotePort: number,
+    backend = 'auto',
+    transfer: Transfer = 'splice',
+  ): Promise<Forwarder> {
     const local = ['-l', '127.0.0.1', '-p', '0'];
     const remote = ['-r', '127.0.0.1', '-P', String(remotePort)];
-    const fwd = await startCli('forward', [...local, ...remote, '--mode', mode, '--backend', backend]);
+    const copy = transfer === 'copy' ? ['--copy'] : [];
+    const fwd = await startCli('forward', [...local, ...remote, '--mode', mode, '--backend', backend, ...copy]);
     children.push(fwd.child);
-    return { pid: fwd.child.pid as number, port: fwd.port };
+    return { pid: fwd.child.pid as number, port: fwd.port, announce: fwd.output() };
   }
 
   /** A python3 program that prints its listening port first. */
@@ -214,26 +226,31 @@ describe('asyncore-forward', () => {
         });
       }
 
-      it(`serves ${CONCURRENT_CURLS} concurrent downloads, every one intact (${mode})`, async () => {
-        const fwd = await startForwarder(mode, httpPort);
-        const hashes = await Promise.all(Array.from({ length: CONCURRENT_CURLS }, () => curlSha(fwd.port)));
-        expect(hashes).toEqual(Array.from({ length: CONCURRENT_CURLS }, () => expected));
-      });
+      for (const transfer of TRANSFERS) {
+        it(`serves ${CONCURRENT_CURLS} concurrent downloads, every one intact (${mode}, ${transfer})`, async () => {
+          const fwd = await startForwarder(mode, httpPort, 'auto', transfer);
+          // It says which way it moves bytes; splice where the kernel has it.
+          const used = transfer === 'splice' && !SplicePipe.supported ? 'copy' : transfer;
+          expect(fwd.announce).toContain(`mode ${mode}, ${used})`);
+          const hashes = await Promise.all(Array.from({ length: CONCURRENT_CURLS }, () => curlSha(fwd.port)));
+          expect(hashes).toEqual(Array.from({ length: CONCURRENT_CURLS }, () => expected));
+        });
+      }
     }
   });
 
-  for (const mode of MODES) {
-    it(`passes a half-close on and keeps the other direction open (${mode})`, async () => {
+  for (const [mode, transfer] of MODES.flatMap((m) => TRANSFERS.map((t) => [m, t] as const))) {
+    it(`passes a half-close on and keeps the other direction open (${mode}, ${transfer})`, async () => {
       const echo = await startPythonServer(ECHO_AFTER_EOF_SERVER);
-      const fwd = await startForwarder(mode, echo.port);
+      const fwd = await startForwarder(mode, echo.port, 'auto', transfer);
       const client = await run('python3', ['-c', HALF_CLOSING_CLIENT, String(fwd.port), String(1024 * 1024)]);
       expect(client.stderr).toBe('');
       expect(client.stdout).toBe(`${1024 * 1024} True\n`);
     });
 
-    it(`holds a fast sender back while the reader stalls, memory bounded, nothing lost (${mode})`, async () => {
+    it(`holds a fast sender back while the reader stalls, memory bounded, nothing lost (${mode}, ${transfer})`, async () => {
       const sender = await startPythonServer(FAST_SENDER, [String(SLOW_READER_BYTES)]);
-      const fwd = await startForwarder(mode, sender.port);
+      const fwd = await startForwarder(mode, sender.port, 'auto', transfer);
       const rssAtStart = vmRssKb(fwd.pid);
       const reader = spawnChild('python3', ['-c', STALLED_READER, String(fwd.port)]);
       const readerOutput = new Output(reader);
@@ -256,8 +273,8 @@ describe('asyncore-forward', () => {
       expect(digest).toBe(sent);
     });
 
-    it(`closes the client cleanly when the remote end refuses (${mode})`, async () => {
-      const fwd = await startForwarder(mode, await freePort());
+    it(`closes the client cleanly when the remote end refuses (${mode}, ${transfer})`, async () => {
+      const fwd = await startForwarder(mode, await freePort(), 'auto', transfer);
       const curl = await run('curl', ['-sS', `http://127.0.0.1:${fwd.port}/`]);
       // The client is closed without a reply: curl says 52 ("empty reply") for the FIN, or 56
       // when its request had already arrived, since closing a socket with unread input sends

@@ -90,8 +90,8 @@ export async function startCli(
 /** Resolves with the exit code (or signal name) of a child, killing it after `ms`. */
 export function waitExit(child: ChildProcess, ms = 10_000): Promise<number | string> {
   return new Promise((resolve) => {
-    if (child.exitCode !== null) {
-      resolve(child.exitCode);
+    if (child.exitCode !== null || child.signalCode !== null) {
+      resolve(child.exitCode ?? child.signalCode ?? -1);
       return;
     }
     const timer = setTimeout(() => child.kill('SIGKILL'), ms);

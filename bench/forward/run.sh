@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # bench/forward: iperf3 throughput through asyncore-forward (sync mode on epoll, and thread
-# mode) against a node:net pipe() forwarder and socat, in one run, on loopback.
+# mode, each splicing and copying) against a node:net pipe() forwarder and socat, in one run,
+# on loopback.
 #
 #   bench/forward/run.sh            (from the repository root; writes bench/forward/RESULTS.md)
 #
@@ -89,17 +90,22 @@ wait_for_port "$iperf_port"
 # Every forwarder listens all the time (an idle one costs nothing); each is pinned to the
 # forwarder's CPU and forwards to the iperf3 server.
 declare -A port pid
-names=("asyncore sync epoll" "asyncore thread epoll" "node:net pipe" "socat")
+names=()
 
-start asyncore-sync taskset -c "$FORWARDER_CPU" node dist/cli/forward.js \
-  -l 127.0.0.1 -p 0 -r 127.0.0.1 -P "$iperf_port" --mode sync --backend epoll
-pid["asyncore sync epoll"]=$started_pid
-port["asyncore sync epoll"]=$(listening_port "$work/asyncore-sync.log")
-
-start asyncore-thread taskset -c "$FORWARDER_CPU" node dist/cli/forward.js \
-  -l 127.0.0.1 -p 0 -r 127.0.0.1 -P "$iperf_port" --mode thread --backend epoll
-pid["asyncore thread epoll"]=$started_pid
-port["asyncore thread epoll"]=$(listening_port "$work/asyncore-thread.log")
+# asyncore-forward four ways: both loops, splicing (the default on Linux) and copying (--copy).
+for mode in sync thread; do
+  for transfer in splice copy; do
+    name="asyncore $mode epoll $transfer"
+    names+=("$name")
+    flags=()
+    [ "$transfer" = copy ] && flags+=(--copy)
+    start "asyncore-$mode-$transfer" taskset -c "$FORWARDER_CPU" node dist/cli/forward.js \
+      -l 127.0.0.1 -p 0 -r 127.0.0.1 -P "$iperf_port" --mode "$mode" --backend epoll "${flags[@]}"
+    pid[$name]=$started_pid
+    port[$name]=$(listening_port "$work/asyncore-$mode-$transfer.log")
+  done
+done
+names+=("node:net pipe" "socat")
 
 start node-net taskset -c "$FORWARDER_CPU" node bench/forward/node-forward.mjs 127.0.0.1 0 127.0.0.1 "$iperf_port"
 pid["node:net pipe"]=$started_pid
@@ -163,12 +169,13 @@ node_median=$(echo "${gbits[node:net pipe]}" | median)
   echo "| (no forwarder: iperf3 direct) |${gbits[direct]} | $(echo "${gbits[direct]}" | median) | | | |"
   cat <<'NOTES'
 
-How to read it: asyncore-forward receives into one shared buffer and sends from it, copying
-in JavaScript only what the receiving socket does not take at once; node:net allocates a
-Buffer per read and goes through streams; socat forks per connection and copies with
-read()/write() through an 8 KiB buffer by default. Every byte still crosses the user/kernel
-boundary twice in all three. `splice(2)` through a pipe would be the zero-copy route; it is
-not implemented. The iperf3 client and server share CPU 1 and do as much copying there as the
+How to read it: asyncore-forward's default on Linux ("splice") moves bytes from socket to
+kernel pipe to socket with splice(2) (SplicePipe): they never reach user space. With --copy
+("copy") it receives into one shared buffer and sends from it, copying in JavaScript only
+what the receiving socket does not take at once; node:net allocates a Buffer per read and
+goes through streams; socat forks per connection and copies with read()/write() through an
+8 KiB buffer by default. The copying forwarders move every byte across the user/kernel
+boundary twice. The iperf3 client and server share CPU 1 and do as much copying there as the
 forwarder does on CPU 0: a forwarder CPU near 100 % means the forwarder's core was the limit,
 one well below it means the forwarder was waiting for iperf3's core. The last column
 (throughput per forwarder CPU-second) compares the forwarders' own costs either way.

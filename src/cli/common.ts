@@ -65,25 +65,38 @@ export class Cli {
     return text;
   }
 
+  #onSignal: ((signal: NodeJS.Signals) => void) | null = null;
+
   /**
-   * Runs the loop over the global map until it is empty. SIGINT and SIGTERM call `onSignal`
-   * (by default: close every dispatcher, which ends the loop). Under loopSync Node's signal
-   * listeners cannot run, so a dispatcher on a signal wake-up pipe does it; under loop()
-   * both ways work. The signals are caught before `announce` (a server's "listening on"
-   * line) is printed, so whoever waits for that line may signal at once. `onDone` runs
-   * when the loop has ended.
+   * Catches SIGINT and SIGTERM from now on and calls `onSignal` (by default: close every
+   * dispatcher, which ends the loop). Under loopSync Node's signal listeners cannot run, so a
+   * dispatcher on a signal wake-up pipe does it; under loop() both ways work. run() calls it;
+   * a tool that connects before run() calls it first, so that a signal arriving in between
+   * is handled instead of killing the process.
+   */
+  catchSignals(mode: Mode, onSignal: (signal: NodeJS.Signals) => void = (): void => closeAll()): void {
+    if (this.#onSignal !== null) return;
+    this.#onSignal = onSignal;
+    new SignalDispatcher(['SIGINT', 'SIGTERM'], onSignal);
+    if (mode === 'thread') {
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
+    }
+  }
+
+  /**
+   * Runs the loop over the global map until it is empty, with the signals caught (see
+   * catchSignals). The signals are caught before `announce` (a server's "listening on" line)
+   * is printed, so whoever waits for that line may signal at once. `onDone` runs when the
+   * loop has ended.
    */
   run(
     mode: Mode,
     options: LoopOptions,
     hooks: { announce?: string; onSignal?: (signal: NodeJS.Signals) => void; onDone?: () => void } = {},
   ): void {
-    const onSignal = hooks.onSignal ?? ((): void => closeAll());
-    new SignalDispatcher(['SIGINT', 'SIGTERM'], onSignal);
-    if (mode === 'thread') {
-      process.on('SIGINT', onSignal);
-      process.on('SIGTERM', onSignal);
-    }
+    this.catchSignals(mode, hooks.onSignal);
+    const onSignal = this.#onSignal as (signal: NodeJS.Signals) => void;
     if (hooks.announce !== undefined) process.stdout.write(`${hooks.announce}\n`);
     if (mode === 'sync') {
       loopSync(options);

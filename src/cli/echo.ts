@@ -4,7 +4,9 @@
 //   asyncore-echo [--host 127.0.0.1] [--port 8080] [--backend auto] [--mode sync] [--trace]
 //
 // It prints one line when it listens ("listening on HOST:PORT ...") and stops cleanly on
-// SIGINT or SIGTERM.
+// SIGINT or SIGTERM. Each connection holds at most about 1 MiB of unsent echo (it stops
+// reading a peer that does not read), and a peer that half-closes gets all of its echo
+// before the server closes.
 
 import {
   AF_INET,
@@ -21,6 +23,7 @@ import {
   POLLPRI,
   Socket,
   TCP_NODELAY,
+  declareBuiltInPredicates,
 } from '../index.js';
 import { Cli } from './common.js';
 
@@ -34,16 +37,65 @@ const USAGE = `usage: asyncore-echo [options]
   --trace           print every loop iteration to stderr
   -h, --help        show this help`;
 
+// Echo stops reading a connection whose reply queue passes PAUSE_ABOVE bytes (a peer that
+// sends and never reads must not grow the server without bound) and reads again once the
+// queue is back under RESUME_BELOW. The gap between the two keeps a peer that reads about
+// as fast as it sends from flipping the interest (one epoll_ctl each way) on every read.
+const PAUSE_ABOVE = 1 << 20;
+const RESUME_BELOW = 256 << 10;
+const READ_SIZE = 8192;
+
+/**
+ * Python's EchoHandler, with two things DispatcherWithSend leaves to its user:
+ * - flow control: it stops reading while its reply queue is above PAUSE_ABOVE;
+ * - half-close: at EOF it still sends what is queued (the peer may have shut down only its
+ *   sending side and be waiting for the rest), and closes once the queue is empty.
+ */
 class EchoHandler extends DispatcherWithSend {
+  #paused = false;
+  #closeWhenFlushed = false;
+
+  override readable(): boolean {
+    return !this.#paused && !this.#closeWhenFlushed;
+  }
+
   override handleRead(): void {
-    const data = this.recv(8192);
+    const data = this.recv(READ_SIZE);
     if (data.length > 0) this.send(data);
+    this.#updateFlowControl();
+  }
+
+  override handleWrite(): void {
+    this.initiateSend();
+    if (this.#closeWhenFlushed && this.outBuffer.length === 0) this.close();
+    else this.#updateFlowControl();
   }
 
   override handleClose(): void {
+    // The first close event with a reply still queued is read as EOF: flush, then close.
+    // If the peer is really gone, the next send fails (or poll reports HUP/ERR) and this
+    // runs again, with the flag set, and closes at once.
+    if (!this.#closeWhenFlushed && this.connected && this.outBuffer.length > 0) {
+      this.#closeWhenFlushed = true;
+      this.interestChanged();
+      return;
+    }
     this.close();
   }
+
+  #updateFlowControl(): void {
+    const queued = this.outBuffer.length;
+    const paused = this.#paused ? queued >= RESUME_BELOW : queued >= PAUSE_ABOVE;
+    if (paused === this.#paused) return;
+    this.#paused = paused;
+    // readable() answers differently now; the outBuffer setter only reports emptiness.
+    this.interestChanged();
+  }
 }
+
+// readable() depends only on #paused and #closeWhenFlushed, and every change of either calls
+// interestChanged(): the loop need not ask an idle handler every iteration (O(active)).
+declareBuiltInPredicates(EchoHandler.prototype);
 
 class EchoServer extends Dispatcher {
   constructor(host: string, port: number) {

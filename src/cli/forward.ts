@@ -2,13 +2,16 @@
 // asyncore-forward: the classic asyncore port forwarder as a tool.
 //
 //   asyncore-forward -l LOCAL_HOST -p LOCAL_PORT -r REMOTE_HOST -P REMOTE_PORT
-//                    [--backend B] [--mode sync|thread]
+//                    [--backend B] [--mode sync|thread] [--copy]
 //
 // A listening Dispatcher accepts; each connection gets a second Dispatcher connected to the
-// remote end, and the two pipe to each other. Half-closes are passed on (EOF from one side
-// becomes shutdown(SHUT_WR) on the other once what is queued for it has been sent), and a
-// side stops being read while its peer has more than PEER_QUEUE_LIMIT bytes queued, so a
-// slow reader slows the writer down instead of filling the forwarder's memory.
+// remote end, and the two pipe to each other. On Linux the bytes go from socket to socket
+// through a kernel pipe (splice(2), see SpliceOutbox) and never reach JavaScript; --copy, and
+// other systems, recv() them into a buffer and send() them on (CopyOutbox).
+//
+// Half-closes are passed on (EOF from one side becomes shutdown(SHUT_WR) on the other once
+// what is queued for it has been sent), and a side stops being read while its peer's outbox is full, so a slow reader slows the writer
+// down instead of filling the forwarder's memory.
 
 import {
   AF_INET,
@@ -19,6 +22,7 @@ import {
   SHUT_WR,
   Socket,
   SocketError,
+  SplicePipe,
   TCP_NODELAY,
 } from '../index.js';
 import { Cli } from './common.js';
@@ -32,17 +36,21 @@ const USAGE = `usage: asyncore-forward -l LOCAL_HOST -p LOCAL_PORT -r REMOTE_HOS
   --backend NAME           select | poll | epoll | auto (default auto)
   --mode MODE              sync (loopSync on this thread) | thread (loop() on a native thread)
                            (default sync)
+  --copy                   copy bytes through JavaScript (recv/send) even where splice(2)
+                           can move them inside the kernel (Linux, the default there)
   -h, --help               show this help`;
 
-/** A side is not read while its peer has more than this queued for sending. */
+/** Copying: a side is not read while its peer has more than this queued for sending. */
 const PEER_QUEUE_LIMIT = 256 * 1024;
-/** Bytes asked of the kernel per recv. */
+/** Copying: bytes asked of the kernel per recv. */
 const READ_CHUNK = 128 * 1024;
-/** recv() calls per read event at most, so one busy connection cannot starve the others. */
+/** Splicing: the pipe each side gets for the bytes on their way to its socket. */
+const PIPE_CAPACITY = 256 * 1024;
+/** Reads per read event at most, so one busy connection cannot starve the others. */
 const READS_PER_EVENT = 8;
 
-// Every side receives into this one buffer: bytes the peer's socket takes at once are never
-// copied in JS; only what it does not take is copied into the peer's queue.
+// Every copying side receives into this one buffer: bytes the peer's socket takes at once
+// are never copied in JS; only what it does not take is copied into the peer's queue.
 const scratch = Buffer.allocUnsafe(READ_CHUNK);
 
 // Explicitly typed, so TypeScript sees that cli.cli.usageError() and cli.fail() never return.
@@ -61,38 +69,150 @@ function familyOf(host: string): number {
 }
 
 /**
- * One end of a forwarded connection: what it reads is sent to its peer, what its peer
- * reads is queued here until this socket takes it.
+ * The bytes on their way to one side's socket: read from its peer's socket, not yet taken
+ * by this one. Two ways to hold them, one interface: copying through a JS buffer (anywhere),
+ * or splicing through a kernel pipe (Linux; the bytes never reach JavaScript).
+ */
+interface Outbox {
+  /** Bytes waiting for the socket. */
+  readonly pending: number;
+  /** Whether the peer may read more into the box now; false is the back-pressure. */
+  readonly hasRoom: boolean;
+  /**
+   * Reads once from `from`, passes on to `to` what it takes at once (`to` is null while it
+   * is still connecting) and keeps the rest. Returns the bytes read, 0 at EOF. Throws
+   * SocketError: EAGAIN when nothing was waiting, EPIPE and friends when `to` is gone.
+   */
+  take(from: Socket, to: Socket | null): number;
+  /** Sends what `to` takes now and keeps the rest. */
+  flush(to: Socket): void;
+  /** Drops what is waiting and releases what the box holds. Harmless twice. */
+  discard(): void;
+}
+
+/** send() that reports a full socket buffer as 0 bytes taken. */
+function sendSome(to: Socket, data: Buffer): number {
+  try {
+    return to.send(data);
+  } catch (err) {
+    if (isCode(err, 'EAGAIN', 'EWOULDBLOCK')) return 0;
+    throw err;
+  }
+}
+
+class CopyOutbox implements Outbox {
+  #queue: Buffer[] = [];
+  #pending = 0;
+
+  get pending(): number {
+    return this.#pending;
+  }
+
+  get hasRoom(): boolean {
+    return this.#pending < PEER_QUEUE_LIMIT;
+  }
+
+  take(from: Socket, to: Socket | null): number {
+    const got = from.recvInto(scratch, READ_CHUNK);
+    const data = scratch.subarray(0, got);
+    const sent = this.#pending === 0 && to !== null ? sendSome(to, data) : 0;
+    if (sent < got) {
+      // The scratch buffer is reused by the next read: keep a copy of what is left.
+      this.#queue.push(Buffer.from(data.subarray(sent)));
+      this.#pending += got - sent;
+    }
+    return got;
+  }
+
+  flush(to: Socket): void {
+    while (this.#queue.length > 0) {
+      const head = this.#queue[0] as Buffer;
+      const sent = sendSome(to, head);
+      this.#pending -= sent;
+      if (sent < head.length) {
+        this.#queue[0] = head.subarray(sent);
+        return;
+      }
+      this.#queue.shift();
+    }
+  }
+
+  discard(): void {
+    this.#queue = [];
+    this.#pending = 0;
+  }
+}
+
+class SpliceOutbox implements Outbox {
+  readonly #pipe = new SplicePipe(PIPE_CAPACITY);
+
+  get pending(): number {
+    return this.#pipe.pending;
+  }
+
+  // Filled only when empty: the kernel counts a pipe's room in pages, not bytes, so EAGAIN
+  // from a part-full pipe could mean "no room" as well as "nothing to read". From an empty
+  // pipe it can only mean the latter. The sockets' own buffers do the buffering.
+  get hasRoom(): boolean {
+    return this.#pipe.pending === 0 && !this.#pipe.closed;
+  }
+
+  take(from: Socket, to: Socket | null): number {
+    const got = this.#pipe.fill(from);
+    if (got > 0 && to !== null) this.flush(to);
+    return got;
+  }
+
+  flush(to: Socket): void {
+    while (this.#pipe.pending > 0) {
+      try {
+        this.#pipe.drain(to);
+      } catch (err) {
+        if (isCode(err, 'EAGAIN', 'EWOULDBLOCK')) return;
+        throw err;
+      }
+    }
+  }
+
+  discard(): void {
+    this.#pipe.close();
+  }
+}
+
+/**
+ * One end of a forwarded connection: what it reads goes into its peer's outbox, and its
+ * own outbox holds what its peer read until this socket takes it.
  */
 class ForwardSide extends Dispatcher {
   peer: ForwardSide | null = null;
-  /** Bytes read by the peer, waiting for this socket to take them. */
-  #queue: Buffer[] = [];
-  #queuedBytes = 0;
+  readonly outbox: Outbox;
   /** This socket sent EOF: nothing more to read from it. */
   #inputEnded = false;
-  /** The peer sent EOF: shut our sending side down once the queue is empty. */
+  /** The peer sent EOF: shut our sending side down once the outbox is empty. */
   #shutdownWhenFlushed = false;
   #outputShut = false;
 
   constructor(
     private readonly label: string,
+    splice: boolean,
     sock?: Socket,
   ) {
     super(sock ?? null);
-  }
-
-  get queuedBytes(): number {
-    return this.#queuedBytes;
+    try {
+      this.outbox = splice ? new SpliceOutbox() : new CopyOutbox();
+    } catch (err) {
+      super.close();
+      throw err;
+    }
   }
 
   // Asked every iteration: the answer changes when the *peer* sends or queues.
   override readable(): boolean {
-    return !this.#inputEnded && this.peer !== null && this.peer.queuedBytes < PEER_QUEUE_LIMIT;
+    return !this.#inputEnded && this.peer !== null && this.peer.outbox.hasRoom;
   }
 
   override writable(): boolean {
-    return this.connecting || this.#queuedBytes > 0;
+    return this.connecting || this.outbox.pending > 0;
   }
 
   override handleConnect(): void {
@@ -101,13 +221,14 @@ class ForwardSide extends Dispatcher {
 
   override handleRead(): void {
     const sock = this.#sock();
-    const peer = this.peer;
-    for (let reads = 0; reads < READS_PER_EVENT && peer !== null && this.readable(); reads++) {
+    for (let reads = 0; reads < READS_PER_EVENT && this.readable(); reads++) {
+      const peer = this.peer as ForwardSide;
       let got: number;
       try {
-        got = sock.recvInto(scratch, READ_CHUNK);
+        got = peer.outbox.take(sock, peer.connected ? peer.#sock() : null);
       } catch (err) {
         if (isCode(err, 'EAGAIN', 'EWOULDBLOCK')) return;
+        if (peer.#peerGone(err)) return;
         throw err;
       }
       if (got === 0) {
@@ -115,24 +236,18 @@ class ForwardSide extends Dispatcher {
         peer.endAfterFlush();
         return;
       }
-      peer.forward(scratch.subarray(0, got));
-      if (got < READ_CHUNK) return;
     }
   }
 
   override handleWrite(): void {
-    this.#flush();
-  }
-
-  /** Sends what this socket takes now and queues a copy of the rest. */
-  forward(data: Buffer): void {
-    let sent: number | null = 0;
-    if (this.#queuedBytes === 0 && this.connected) sent = this.#send(data);
-    if (sent === null) return;
-    if (sent < data.length) {
-      this.#queue.push(Buffer.from(data.subarray(sent)));
-      this.#queuedBytes += data.length - sent;
+    if (!this.connected) return;
+    try {
+      this.outbox.flush(this.#sock());
+    } catch (err) {
+      if (this.#peerGone(err)) return;
+      throw err;
     }
+    this.#shutdownIfFlushed();
   }
 
   /** The peer reached EOF: pass it on once everything it sent has gone out. */
@@ -152,41 +267,34 @@ class ForwardSide extends Dispatcher {
     this.closePair();
   }
 
+  // closeAll() and closePair() both end here: the outbox's pipe must not outlive the socket.
+  override close(): void {
+    this.outbox.discard();
+    super.close();
+  }
+
   closePair(): void {
     const peer = this.peer;
     this.peer = null;
-    this.#queue = [];
-    this.#queuedBytes = 0;
     this.close();
     if (peer !== null) peer.closePair();
   }
 
-  #flush(): void {
-    while (this.#queue.length > 0) {
-      const head = this.#queue[0] as Buffer;
-      const sent = this.#send(head);
-      if (sent === null) return;
-      this.#queuedBytes -= sent;
-      if (sent < head.length) {
-        this.#queue[0] = head.subarray(sent);
-        return;
-      }
-      this.#queue.shift();
-    }
-    this.#shutdownIfFlushed();
+  /** Sending to this socket failed because its far end is gone: close the pair. */
+  #peerGone(err: unknown): boolean {
+    if (!isCode(err, 'EPIPE', 'ECONNRESET', 'ENOTCONN')) return false;
+    this.closePair();
+    return true;
   }
 
   #shutdownIfFlushed(): void {
-    if (!this.#shutdownWhenFlushed || this.#outputShut || this.#queuedBytes > 0 || !this.connected) return;
+    if (!this.#shutdownWhenFlushed || this.#outputShut || this.outbox.pending > 0 || !this.connected) return;
     this.#outputShut = true;
     try {
       this.#sock().shutdown(SHUT_WR);
     } catch (err) {
       // The other end is already gone: nothing left to pass on.
-      if (isCode(err, 'ENOTCONN', 'ECONNRESET', 'EPIPE')) {
-        this.closePair();
-        return;
-      }
+      if (this.#peerGone(err)) return;
       throw err;
     }
     this.#closeIfBothEnded();
@@ -196,20 +304,6 @@ class ForwardSide extends Dispatcher {
   #closeIfBothEnded(): void {
     const peer = this.peer;
     if (peer !== null && this.#outputShut && peer.#outputShut) this.closePair();
-  }
-
-  /** Bytes the socket took (0 when it would block); null when its peer vanished and the pair closed. */
-  #send(data: Buffer): number | null {
-    try {
-      return this.#sock().send(data);
-    } catch (err) {
-      if (isCode(err, 'EAGAIN', 'EWOULDBLOCK')) return 0;
-      if (isCode(err, 'EPIPE', 'ECONNRESET', 'ENOTCONN')) {
-        this.closePair();
-        return null;
-      }
-      throw err;
-    }
   }
 
   #sock(): Socket {
@@ -222,10 +316,12 @@ class ForwardSide extends Dispatcher {
 /** The listening Dispatcher: one accepted connection, one new connection to the remote end. */
 class Forwarder extends Dispatcher {
   readonly #remote: readonly [string, number];
+  readonly #splice: boolean;
 
-  constructor(local: readonly [string, number], remote: readonly [string, number]) {
+  constructor(local: readonly [string, number], remote: readonly [string, number], splice: boolean) {
     super();
     this.#remote = remote;
+    this.#splice = splice;
     this.createSocket(familyOf(local[0]));
     this.setReuseAddr();
     this.bind(local);
@@ -234,9 +330,21 @@ class Forwarder extends Dispatcher {
 
   override handleAccepted(sock: Socket, addr: Address): void {
     sock.setsockopt(IPPROTO_TCP, TCP_NODELAY, 1);
-    const client = new ForwardSide(`client ${formatAddress(addr)}`, sock);
     const [host, port] = this.#remote;
-    const upstream = new ForwardSide(formatAddress([host, port]));
+    let client: ForwardSide;
+    let upstream: ForwardSide;
+    try {
+      client = new ForwardSide(`client ${formatAddress(addr)}`, this.#splice, sock);
+    } catch (err) {
+      sock.close();
+      throw err;
+    }
+    try {
+      upstream = new ForwardSide(formatAddress([host, port]), this.#splice);
+    } catch (err) {
+      client.close();
+      throw err;
+    }
     client.peer = upstream;
     upstream.peer = client;
     try {
@@ -272,6 +380,7 @@ function main(): void {
       'remote-host': { type: 'string', short: 'r' },
       'remote-port': { type: 'string', short: 'P' },
       backend: { type: 'string', default: 'auto' },
+      copy: { type: 'boolean', default: false },
       mode: { type: 'string', default: 'sync' },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -289,13 +398,15 @@ function main(): void {
   const backend = cli.backend(values.backend);
   const mode = cli.mode(values.mode);
 
+  const splice = !values.copy && SplicePipe.supported;
+
   let forwarder: Forwarder;
   try {
-    forwarder = new Forwarder([localHost, localPort], [remoteHost, remotePort]);
+    forwarder = new Forwarder([localHost, localPort], [remoteHost, remotePort], splice);
   } catch (err) {
     cli.fail(`cannot listen on ${localHost}:${localPort}: ${describeError(err)}`);
   }
-  const listening = `listening on ${forwarder.address()} (backend ${Cli.backendName(backend)}, mode ${mode})`;
+  const listening = `listening on ${forwarder.address()} (backend ${Cli.backendName(backend)}, mode ${mode}, ${splice ? 'splice' : 'copy'})`;
   cli.run(mode, { backend, timeout: 30 }, { announce: listening });
 }
 

@@ -318,6 +318,14 @@ function main(): void {
   const timeout = Number(values.timeout);
   if (!Number.isFinite(timeout) || timeout <= 0) usageError(`--timeout must be a positive number, not ${values.timeout}`);
 
+  let signalled: NodeJS.Signals | null = null;
+  const stop = (signal: NodeJS.Signals): void => {
+    signalled = signal;
+    closeAll();
+  };
+  // Before the connect: from then on the peer may see us, and a signal must not kill us.
+  cli.catchSignals(mode, stop);
+
   const output = new BodyOutput(values.output ?? null);
   let client: HttpGet;
   try {
@@ -329,11 +337,6 @@ function main(): void {
     process.exit(1);
   }
 
-  let signalled: NodeJS.Signals | null = null;
-  const stop = (signal: NodeJS.Signals): void => {
-    signalled = signal;
-    closeAll();
-  };
   const report = (): void => {
     output.close();
     const outcome: Outcome = client.outcome ?? {

@@ -5,7 +5,9 @@
 //
 // Each connection is an HttpChannel. The terminator '\r\n\r\n' frames a request head; a body
 // announced by Content-Length is then read with a numeric terminator. Replies go out through
-// push(), and files are streamed by a FileProducer, 64 KiB per more(), never read whole.
+// push(): the hello page and the error pages whole from a cache (FixedReplies, rebuilt when
+// the Date header changes), and files are streamed by a FileProducer, 64 KiB per more(),
+// never read whole.
 // Without --root it serves a hello page at /. It prints "listening on HOST:PORT ..." once it
 // listens and stops cleanly on SIGINT or SIGTERM.
 import { closeSync, fstatSync, openSync, readSync, realpathSync, statSync } from 'node:fs';
@@ -92,6 +94,63 @@ const HELLO_PAGE = Buffer.from(
     '<p>An HTTP/1.1 server on AsyncChat. Start it with --root DIR to serve files.</p>\n',
 );
 
+/** The header fields of a reply, besides Date and Server. */
+interface ReplyFields {
+  keepAlive: boolean;
+  length: number;
+  type: string;
+  extra?: Readonly<Record<string, string>>;
+}
+
+/** The status line and header fields of a reply, ending with the blank line. */
+function replyHead(status: number, fields: ReplyFields): string {
+  let head =
+    `HTTP/1.1 ${status} ${REASONS[status] ?? 'Unknown'}\r\nDate: ${httpDate()}\r\nServer: asyncore-http\r\n` +
+    `Content-Type: ${fields.type}\r\nContent-Length: ${fields.length}\r\n` +
+    `Connection: ${fields.keepAlive ? 'keep-alive' : 'close'}\r\n`;
+  for (const [name, value] of Object.entries(fields.extra ?? {})) head += `${name}: ${value}\r\n`;
+  return `${head}\r\n`;
+}
+
+/** The body of a reply that is not a file: the hello page, or a line naming the status. */
+function fixedBody(status: number): Buffer {
+  return status === 200 ? HELLO_PAGE : Buffer.from(`${status} ${REASONS[status] ?? 'Unknown'}\n`);
+}
+
+/**
+ * The replies that are not files (the hello page, the error pages) repeat byte for byte
+ * until the Date header changes: each variant (status, Connection, HEAD or not) is built
+ * once a second, head and body in one Buffer, instead of once per request.
+ */
+class FixedReplies {
+  #date = '';
+  readonly #replies = new Map<number, Buffer>();
+
+  get(status: number, keepAlive: boolean, headOnly: boolean): Buffer {
+    const date = httpDate();
+    if (date !== this.#date) {
+      this.#replies.clear();
+      this.#date = date;
+    }
+    const key = status * 4 + (keepAlive ? 2 : 0) + (headOnly ? 1 : 0);
+    let reply = this.#replies.get(key);
+    if (reply === undefined) {
+      const body = fixedBody(status);
+      const head = replyHead(status, {
+        keepAlive,
+        length: body.length,
+        type: status === 200 ? 'text/html; charset=utf-8' : 'text/plain; charset=utf-8',
+        extra: status === 405 ? { Allow: 'GET, HEAD' } : undefined,
+      });
+      reply = Buffer.concat(headOnly ? [Buffer.from(head, 'latin1')] : [Buffer.from(head, 'latin1'), body]);
+      this.#replies.set(key, reply);
+    }
+    return reply;
+  }
+}
+
+const fixedReplies = new FixedReplies();
+
 interface Request {
   method: string;
   target: string;
@@ -99,25 +158,48 @@ interface Request {
   headers: Map<string, string>;
 }
 
+const REQUEST_LINE = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+) (\S+) HTTP\/1\.([01])$/;
+// The value is taken greedily and its trailing blanks cut off after: a lazy (.*?)[ \t]*$
+// tries the end of the line at every character, twice the cost on a browser's head.
+const HEADER_FIELD = /^([^:\s]+):[ \t]*([^\r\n]*)$/;
+const LEADING_CRLFS = /^(\r\n)+/;
+const DIGITS = /^\d+$/;
+const CONNECTION_CLOSE = /\bclose\b/i;
+const CONNECTION_KEEP_ALIVE = /\bkeep-alive\b/i;
+
+function withoutTrailingBlanks(text: string): string {
+  let end = text.length;
+  while (end > 0 && (text.charCodeAt(end - 1) === 0x20 || text.charCodeAt(end - 1) === 0x09)) end--;
+  return end === text.length ? text : text.slice(0, end);
+}
+
 /** The request line and header fields, or the reason they are malformed. */
 function parseHead(head: string): Request | string {
-  const [requestLine = '', ...fieldLines] = head.split('\r\n');
-  const match = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+) (\S+) HTTP\/1\.([01])$/.exec(requestLine);
+  // Line by line with indexOf rather than split(): no array of lines per request.
+  let end = head.indexOf('\r\n');
+  if (end === -1) end = head.length;
+  const requestLine = head.slice(0, end);
+  const match = REQUEST_LINE.exec(requestLine);
   if (match === null) return `malformed request line ${JSON.stringify(requestLine.slice(0, 100))}`;
   const headers = new Map<string, string>();
-  for (const line of fieldLines) {
-    const field = /^([^:\s]+):[ \t]*(.*?)[ \t]*$/.exec(line);
+  for (let start = end + 2; start < head.length; start = end + 2) {
+    end = head.indexOf('\r\n', start);
+    if (end === -1) end = head.length;
+    const line = head.slice(start, end);
+    const field = HEADER_FIELD.exec(line);
     if (field === null) return `malformed header line ${JSON.stringify(line.slice(0, 100))}`;
     const name = (field[1] as string).toLowerCase();
+    const value = withoutTrailingBlanks(field[2] as string);
     const previous = headers.get(name);
-    headers.set(name, previous === undefined ? (field[2] as string) : `${previous}, ${field[2] as string}`);
+    headers.set(name, previous === undefined ? value : `${previous}, ${value}`);
   }
   return { method: match[1] as string, target: match[2] as string, version: match[3] === '0' ? '1.0' : '1.1', headers };
 }
 
 function wantsKeepAlive(request: Request): boolean {
-  const connection = (request.headers.get('connection') ?? '').toLowerCase();
-  return request.version === '1.1' ? !/\bclose\b/.test(connection) : /\bkeep-alive\b/.test(connection);
+  const connection = request.headers.get('connection');
+  if (connection === undefined) return request.version === '1.1';
+  return request.version === '1.1' ? !CONNECTION_CLOSE.test(connection) : CONNECTION_KEEP_ALIVE.test(connection);
 }
 
 /** Streams `size` bytes of an open file, FILE_CHUNK at a time; closes it at the end. */
@@ -226,13 +308,14 @@ class HttpChannel extends AsyncChat {
       return;
     }
     // Stray CRLFs between requests are allowed (RFC 9112, 2.2).
-    const head = data.toString('latin1').replace(/^(\r\n)+/, '');
+    let head = data.toString('latin1');
+    if (head.startsWith('\r\n')) head = head.replace(LEADING_CRLFS, '');
     if (head === '') return;
     const request = parseHead(head);
     if (typeof request === 'string') return this.#fail(400, request);
     if (request.headers.has('transfer-encoding')) return this.#fail(501, 'chunked request bodies are not supported');
     const length = request.headers.get('content-length') ?? '0';
-    if (!/^\d+$/.test(length)) return this.#fail(400, `bad Content-Length ${JSON.stringify(length)}`);
+    if (!DIGITS.test(length)) return this.#fail(400, `bad Content-Length ${JSON.stringify(length)}`);
     if (Number(length) > MAX_BODY) return this.#fail(413, `the body is over ${MAX_BODY} bytes`);
     if (Number(length) > 0) {
       this.#request = request;
@@ -246,19 +329,20 @@ class HttpChannel extends AsyncChat {
     const keepAlive = wantsKeepAlive(request);
     const headOnly = request.method === 'HEAD';
     if (request.method !== 'GET' && !headOnly) {
-      this.#reply(request, 405, { keepAlive, headOnly, extra: { Allow: 'GET, HEAD' } });
+      this.#replyFixed(request, 405, keepAlive, headOnly);
     } else if (this.root === null) {
-      const found = request.target.split('?')[0] === '/';
-      this.#reply(request, found ? 200 : 404, { keepAlive, headOnly, body: found ? HELLO_PAGE : undefined });
+      const target = request.target;
+      this.#replyFixed(request, target === '/' || target.startsWith('/?') ? 200 : 404, keepAlive, headOnly);
     } else {
       const file = fileFor(this.root, request.target);
       const fd = file === null ? null : openForReading(file);
       if (file === null || fd === null) {
-        this.#reply(request, 404, { keepAlive, headOnly });
+        this.#replyFixed(request, 404, keepAlive, headOnly);
       } else {
         const size = fstatSync(fd).size;
         const type = CONTENT_TYPES[extname(file).toLowerCase()] ?? 'application/octet-stream';
-        this.#reply(request, 200, { keepAlive, headOnly, length: size, type });
+        this.push(Buffer.from(replyHead(200, { keepAlive, length: size, type }), 'latin1'));
+        this.#log(request, 200, size);
         if (headOnly) closeSync(fd);
         else this.pushWithProducer(new FileProducer(fd, size, this.#openFiles));
       }
@@ -266,34 +350,15 @@ class HttpChannel extends AsyncChat {
     if (!keepAlive) this.#finish();
   }
 
-  /** Pushes a status line and headers, and the body unless it is a file (the caller streams that). */
-  #reply(
-    request: Request | null,
-    status: number,
-    options: {
-      keepAlive: boolean;
-      headOnly: boolean;
-      body?: Buffer | undefined;
-      length?: number;
-      type?: string;
-      extra?: Record<string, string>;
-    },
-  ): void {
-    const reason = REASONS[status] ?? 'Unknown';
-    const body = options.body ?? (options.length === undefined ? Buffer.from(`${status} ${reason}\n`) : undefined);
-    const length = options.length ?? body?.length ?? 0;
-    const headers: Record<string, string> = {
-      Date: httpDate(),
-      Server: 'asyncore-http',
-      'Content-Type': options.type ?? (status === 200 ? 'text/html; charset=utf-8' : 'text/plain; charset=utf-8'),
-      'Content-Length': String(length),
-      Connection: options.keepAlive ? 'keep-alive' : 'close',
-      ...options.extra,
-    };
-    const lines = [`HTTP/1.1 ${status} ${reason}`, ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`)];
-    const head = Buffer.from(`${lines.join('\r\n')}\r\n\r\n`, 'latin1');
-    // Head and a small body in one push: one send() and one TCP segment, not two.
-    this.push(body !== undefined && !options.headOnly ? Buffer.concat([head, body]) : head);
+  /** A reply that is not a file: head and body in one push, so one send() and one TCP segment. */
+  #replyFixed(request: Request | null, status: number, keepAlive: boolean, headOnly: boolean): void {
+    this.push(fixedReplies.get(status, keepAlive, headOnly));
+    // Checked here too: fixedBody() builds a Buffer only the log needs.
+    if (this.logRequests) this.#log(request, status, fixedBody(status).length);
+  }
+
+  /** The access log: one stderr line per reply, unless --quiet. */
+  #log(request: Request | null, status: number, length: number): void {
     if (!this.logRequests) return;
     const line = request === null ? '-' : `${request.method} ${request.target} HTTP/${request.version}`;
     process.stderr.write(`${this.peer} "${line.slice(0, 200)}" ${status} ${length}\n`);
@@ -302,7 +367,7 @@ class HttpChannel extends AsyncChat {
   /** An error reply, then the connection closes: after a bad request the stream cannot be trusted. */
   #fail(status: number, why: string): void {
     if (this.logRequests) process.stderr.write(`${this.peer} ${why}\n`);
-    this.#reply(null, status, { keepAlive: false, headOnly: false });
+    this.#replyFixed(null, status, false, false);
     this.#finish();
   }
 

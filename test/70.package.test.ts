@@ -1,0 +1,437 @@
+// The package as its users get it. First what `npm pack` puts in the tarball, computed from the
+// repository rather than hard-coded; then that tarball installed into an empty project, where it
+// must compile the addon and work through `import`, `require()`, its declarations and its CLIs.
+//
+// Decisions the tarball checks encode:
+// - Built JS and declarations ship with their source maps and the TypeScript sources the maps
+//   point at: no dangling `sourceMappingURL` (bundlers warn about those), stack traces under
+//   --enable-source-maps and "go to definition" land in real files, and the package's readers
+//   (the README's third audience) get the sources they can read. It costs ~70 KB of tarball.
+// - Only what is reachable ships: the declarations of the CLIs are not (no export points at
+//   them), and neither is anything tsc never emits from src/ (a stale dist/examples/, say).
+// - The native sources and binding.gyp ship, because the addon compiles at install.
+import { type ChildProcess, spawn } from 'node:child_process';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  realpathSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, posix } from 'node:path';
+
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+
+import { ROOT } from './helpers.js';
+
+interface PackageJson {
+  version: string;
+  license: string;
+  main: string;
+  types: string;
+  exports: Record<string, string | Record<string, string>>;
+  bin: Record<string, string>;
+}
+
+const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as PackageJson;
+
+interface Result {
+  code: number | string;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a command in `cwd` to completion, killing it after `timeoutMs` (a safety net). */
+function exec(command: string, args: string[], cwd: string, timeoutMs: number): Promise<Result> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { cwd, env: consumerEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? signal ?? -1, stdout, stderr });
+    });
+  });
+}
+
+/**
+ * The environment of a user's shell, not of this test run: no npm_* variables from an outer
+ * `npm test` (they would point npm at this checkout), and none of the variables that make the
+ * package load another build (ASYNCORE_ADDON, the sanitizer job's preload), since the point is
+ * that the installed package uses the addon it compiled itself.
+ */
+function consumerEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [key, value] of Object.entries(process.env)) {
+    if (/^npm_/i.test(key) || ['ASYNCORE_ADDON', 'LD_PRELOAD', 'ASAN_OPTIONS', 'NODE_OPTIONS'].includes(key)) continue;
+    env[key] = value;
+  }
+  // Offline machines build against the headers of Node's Debian package (toolchain notes).
+  if (existsSync('/usr/include/node/node.h')) env['npm_config_nodedir'] = '/usr';
+  return env;
+}
+
+/** Module names (without .ts) of the TypeScript files directly in `dir`. */
+function tsModules(dir: string): string[] {
+  return readdirSync(join(ROOT, dir))
+    .filter((name) => name.endsWith('.ts') && !name.endsWith('.d.ts'))
+    .map((name) => name.slice(0, -'.ts'.length));
+}
+
+/** What the tarball must hold, derived from the repository. */
+function expectedFiles(): string[] {
+  const files = ['package.json', 'README.md', 'LICENSE', 'CHANGELOG.md', 'binding.gyp'];
+  for (const name of readdirSync(join(ROOT, 'native'))) files.push(`native/${name}`);
+  for (const name of readdirSync(join(ROOT, 'docs'))) if (name.endsWith('.md')) files.push(`docs/${name}`);
+  for (const name of tsModules('src')) {
+    files.push(`src/${name}.ts`, `dist/${name}.js`, `dist/${name}.js.map`);
+    files.push(`dist/${name}.d.ts`, `dist/${name}.d.ts.map`);
+  }
+  for (const name of tsModules('src/cli')) {
+    files.push(`src/cli/${name}.ts`, `dist/cli/${name}.js`, `dist/cli/${name}.js.map`);
+  }
+  return files.sort();
+}
+
+/**
+ * Paths in the tarball `npm pack` would write now. --ignore-scripts: `prepare` would run tsc,
+ * rewriting dist/ while other test files spawn the CLIs from it; `npm test` built dist/ already.
+ */
+async function packedFiles(): Promise<string[]> {
+  const result = await exec('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], ROOT, 60_000);
+  expect(result.code, result.stderr).toBe(0);
+  const [report] = JSON.parse(result.stdout) as [{ files: { path: string }[] }];
+  return report.files.map((f) => f.path).sort();
+}
+
+describe('npm pack', () => {
+  let packed: string[] = [];
+  beforeAll(async () => {
+    packed = await packedFiles();
+  }, 60_000);
+
+  it('holds exactly the built modules, their maps and sources, the native sources and the docs', () => {
+    expect(packed).toEqual(expectedFiles());
+  });
+
+  it('leaves out tests, benchmarks, CI, build output, dependencies and generated API docs', () => {
+    const unwanted = packed.filter(
+      (path) =>
+        /^(test|bench|\.ci|build[^/]*|node_modules|examples|coverage|prebuilds|docs\/api)\//.test(path) ||
+        path.endsWith('.tsbuildinfo'),
+    );
+    expect(unwanted).toEqual([]);
+  });
+
+  it('holds every file package.json and binding.gyp point at', () => {
+    const targets = [pkg.main, pkg.types, ...Object.values(pkg.bin)];
+    for (const entry of Object.values(pkg.exports)) {
+      targets.push(...(typeof entry === 'string' ? [entry] : Object.values(entry)));
+    }
+    // binding.gyp is JSON with '#' comment lines.
+    const gyp = readFileSync(join(ROOT, 'binding.gyp'), 'utf8').replace(/^\s*#.*$/gm, '');
+    const gypText = JSON.stringify(JSON.parse(gyp));
+    for (const [, source] of gypText.matchAll(/"(native\/[^"]+)"/g)) targets.push(source as string);
+    const missing = targets.map((t) => posix.normalize(t)).filter((t) => !packed.includes(t));
+    expect(missing).toEqual([]);
+    expect(targets.length).toBeGreaterThan(8);
+  });
+
+  it('ships CLIs that start with a node shebang', () => {
+    for (const target of Object.values(pkg.bin)) {
+      expect(readFileSync(join(ROOT, target), 'utf8').split('\n')[0], target).toBe('#!/usr/bin/env node');
+    }
+  });
+
+  it('has no source map reference that points outside the tarball', () => {
+    const dangling: string[] = [];
+    for (const path of packed) {
+      const text = readFileSync(join(ROOT, path), 'utf8');
+      if (path.endsWith('.js') || path.endsWith('.d.ts')) {
+        const url = /\/\/# sourceMappingURL=(\S+)\s*$/.exec(text)?.[1];
+        const target = url === undefined ? undefined : posix.join(posix.dirname(path), url);
+        if (target !== undefined && !packed.includes(target)) dangling.push(`${path} -> ${url}`);
+      } else if (path.endsWith('.map')) {
+        const map = JSON.parse(text) as { sourceRoot?: string; sources: string[] };
+        for (const source of map.sources) {
+          const target = posix.join(posix.dirname(path), map.sourceRoot ?? '', source);
+          if (!packed.includes(target)) dangling.push(`${path} -> ${source}`);
+        }
+      }
+    }
+    expect(dangling).toEqual([]);
+  });
+
+  it('describes its version in CHANGELOG.md and carries the license package.json names', () => {
+    const changelog = readFileSync(join(ROOT, 'CHANGELOG.md'), 'utf8');
+    expect(changelog).toMatch(new RegExp(`^## \\[${pkg.version.replaceAll('.', '\\.')}\\]`, 'm'));
+    expect(changelog).toMatch(/^### Known limits$/m);
+    expect(pkg.license).toBe('MIT');
+    const license = readFileSync(join(ROOT, 'LICENSE'), 'utf8');
+    expect(license).toMatch(/^MIT License\n\nCopyright \(c\) \d{4} asyncore contributors$/m);
+  });
+});
+
+// The user's side: npm init, npm install of the tarball (which runs node-gyp), then programs.
+const ESM_PROGRAM = `
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+import { DispatcherWithSend, availableBackends, loop, socketpair } from 'asyncore';
+
+const map = new Map();
+const message = 'hello through import, over a socketpair, under loop()';
+let echoed = '';
+
+class Echo extends DispatcherWithSend {
+  handleRead() {
+    const data = this.recv(1024);
+    if (data.length > 0) this.send(data);
+  }
+}
+
+class Client extends DispatcherWithSend {
+  handleRead() {
+    echoed += this.recv(1024).toString();
+    if (echoed.length >= message.length) {
+      this.close();
+      echo.close();
+    }
+  }
+}
+
+const [left, right] = socketpair();
+const echo = new Echo(left, map);
+const client = new Client(right, map);
+client.send(message);
+await loop({ map, backend: 'auto', timeout: 5, count: 100 });
+
+// Which package and which compiled addon this process really loaded (Linux: /proc/self/maps).
+const entry = fileURLToPath(import.meta.resolve('asyncore'));
+const addons = readFileSync('/proc/self/maps', 'utf8')
+  .split('\\n')
+  .map((line) => line.split(/\\s+/).pop())
+  .filter((path) => path.endsWith('.node'));
+console.log(JSON.stringify({ echoed, backends: availableBackends(), entry, addons: [...new Set(addons)] }));
+`;
+
+const CJS_PROGRAM = `
+const { Dispatcher, DispatcherWithSend, closeAll, loopSync } = require('asyncore');
+
+const map = new Map();
+const message = 'hello through require(), over loopback TCP, under loopSync()';
+let echoed = '';
+
+class Echo extends DispatcherWithSend {
+  handleRead() {
+    const data = this.recv(1024);
+    if (data.length > 0) this.send(data);
+  }
+}
+
+class Server extends Dispatcher {
+  constructor() {
+    super(null, map);
+    this.createSocket();
+    this.setReuseAddr();
+    this.bind(['127.0.0.1', 0]);
+    this.listen(5);
+  }
+  handleAccepted(sock) {
+    new Echo(sock, map);
+  }
+}
+
+class Client extends DispatcherWithSend {
+  constructor(port) {
+    super(null, map);
+    this.createSocket();
+    this.connect(['127.0.0.1', port]);
+  }
+  handleConnect() {
+    this.send(message);
+  }
+  handleRead() {
+    echoed += this.recv(1024).toString();
+    if (echoed.length >= message.length) closeAll(map);
+  }
+}
+
+const server = new Server();
+new Client(server.socket.getsockname()[1]);
+loopSync({ map, backend: 'poll', timeout: 5, count: 200 });
+console.log(JSON.stringify({ echoed }));
+`;
+
+// Compiled against the installed declarations only (exports' "types" condition, NodeNext).
+const TS_CONSUMER = `
+import { type Address, Dispatcher, type LoopOptions, SocketError, callLater, loop } from 'asyncore';
+
+class Quiet extends Dispatcher {
+  override handleRead(): void {
+    const data: Buffer = this.recv(16);
+    if (data.length === 0) this.close();
+  }
+}
+
+const where: Address = ['127.0.0.1', 0];
+const options: LoopOptions = { backend: 'epoll', timeout: 0.5, count: 1, map: new Map() };
+const pending: Promise<void> = loop(options).unref();
+const error: string | undefined = new SocketError('m', 'EAGAIN', 11, 'recv').code;
+callLater(1, () => undefined).cancel();
+export { Quiet, where, pending, error };
+`;
+
+interface EsmReport {
+  echoed: string;
+  backends: string[];
+  /** The file `import 'asyncore'` resolved to. */
+  entry: string;
+  /** Every .node file mapped into the process. */
+  addons: string[];
+}
+
+describe('the tarball installed into an empty project', () => {
+  let workDir = '';
+  let project = '';
+  let install: Result = { code: -1, stdout: '', stderr: '' };
+  const children: ChildProcess[] = [];
+
+  beforeAll(async () => {
+    workDir = mkdtempSync(join(tmpdir(), 'asyncore-package-'));
+    const pack = await exec('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', workDir], ROOT, 60_000);
+    expect(pack.code, pack.stderr).toBe(0);
+    const [{ filename }] = JSON.parse(pack.stdout) as [{ filename: string }];
+    project = join(workDir, 'project');
+    mkdirSync(project);
+    const init = await exec('npm', ['init', '-y'], project, 30_000);
+    expect(init.code, init.stderr).toBe(0);
+    install = await exec('npm', ['install', join(workDir, filename), '--no-audit', '--no-fund'], project, 150_000);
+  }, 240_000);
+
+  afterEach(() => {
+    for (const child of children.splice(0)) {
+      if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
+        process.kill(child.pid, 'SIGKILL');
+      }
+    }
+  });
+
+  afterAll(() => {
+    if (workDir !== '') rmSync(workDir, { recursive: true, force: true });
+  });
+
+  it('installs, compiling the native addon with node-gyp', () => {
+    expect(install.code, install.stdout + install.stderr).toBe(0);
+    expect(existsSync(join(project, 'node_modules', 'asyncore', 'build', 'Release', 'asyncore.node'))).toBe(true);
+    const installed = JSON.parse(readFileSync(join(project, 'package.json'), 'utf8')) as PackageJson & {
+      dependencies: Record<string, string>;
+    };
+    expect(Object.keys(installed.dependencies)).toEqual(['asyncore']);
+  });
+
+  it('import: an ES module echoes a message through a Dispatcher under loop()', async () => {
+    writeFileSync(join(project, 'esm.mjs'), ESM_PROGRAM);
+    const result = await exec(process.execPath, ['esm.mjs'], project, 30_000);
+    expect(result.code, result.stderr).toBe(0);
+    const report = JSON.parse(result.stdout) as EsmReport;
+    expect(report.echoed).toBe('hello through import, over a socketpair, under loop()');
+    expect(report.backends).toContain('poll');
+    // The installed copy, and the addon its install compiled, not the checkout's.
+    const installed = realpathSync(join(project, 'node_modules', 'asyncore'));
+    expect(report.entry).toBe(join(installed, 'dist', 'index.js'));
+    expect(report.addons).toEqual([join(installed, 'build', 'Release', 'asyncore.node')]);
+  }, 90_000);
+
+  it('require(): a CommonJS module echoes a message over loopback TCP under loopSync()', async () => {
+    writeFileSync(join(project, 'cjs.cjs'), CJS_PROGRAM);
+    const result = await exec(process.execPath, ['cjs.cjs'], project, 30_000);
+    expect(result.code, result.stderr).toBe(0);
+    const report = JSON.parse(result.stdout) as { echoed: string };
+    expect(report.echoed).toBe('hello through require(), over loopback TCP, under loopSync()');
+  }, 90_000);
+
+  it('its declarations type-check a strict TypeScript consumer', async () => {
+    writeFileSync(join(project, 'consumer.ts'), TS_CONSUMER);
+    const tsconfig = {
+      compilerOptions: {
+        target: 'ES2022',
+        module: 'NodeNext',
+        moduleResolution: 'NodeNext',
+        strict: true,
+        noEmit: true,
+        // The package's own .d.ts files are checked too, not skipped.
+        skipLibCheck: false,
+        types: ['node'],
+        typeRoots: [join(ROOT, 'node_modules', '@types')],
+      },
+      files: ['consumer.ts'],
+    };
+    writeFileSync(join(project, 'tsconfig.json'), JSON.stringify(tsconfig));
+    const tsc = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
+    const result = await exec(process.execPath, [tsc, '-p', 'tsconfig.json'], project, 60_000);
+    expect(result.stdout + result.stderr).toBe('');
+    expect(result.code).toBe(0);
+  }, 90_000);
+
+  it('npx runs every CLI of package.json bin: --help prints its usage and exits 0', async () => {
+    const names = Object.keys(pkg.bin);
+    expect(names).toContain('asyncore-echo');
+    for (const name of names) {
+      const result = await exec('npx', ['--no-install', name, '--help'], project, 30_000);
+      expect(result.code, `${name}: ${result.stderr}`).toBe(0);
+      expect(result.stdout).toMatch(new RegExp(`^usage: ${name} `));
+    }
+  }, 90_000);
+
+  it('asyncore-echo from node_modules/.bin serves an echo on port 0, then exits 0 on SIGTERM', async () => {
+    const child = spawn(join(project, 'node_modules', '.bin', 'asyncore-echo'), ['--port', '0'], {
+      cwd: project,
+      env: consumerEnv(),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    children.push(child);
+    const port = await new Promise<number>((resolve, reject) => {
+      let out = '';
+      const timer = setTimeout(() => reject(new Error(`asyncore-echo did not start: ${out}`)), 15_000);
+      child.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+        const match = /listening on .*:(\d+)/.exec(out);
+        if (match !== null) {
+          clearTimeout(timer);
+          resolve(Number(match[1]));
+        }
+      });
+      child.on('exit', (code) => reject(new Error(`asyncore-echo exited with ${String(code)}: ${out}`)));
+    });
+
+    const message = 'one echo from the installed CLI';
+    const echoed = await new Promise<string>((resolve, reject) => {
+      const socket = connect(port, '127.0.0.1', () => socket.write(message));
+      let got = '';
+      socket.on('data', (d: Buffer) => {
+        got += d.toString();
+        if (got.length >= message.length) socket.end();
+      });
+      socket.on('close', () => resolve(got));
+      socket.on('error', reject);
+      socket.setTimeout(10_000, () => socket.destroy(new Error('no echo within 10 s')));
+    });
+    expect(echoed).toBe(message);
+
+    const exited = new Promise<number | string>((resolve) =>
+      child.on('exit', (code, signal) => resolve(code ?? signal ?? -1)),
+    );
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+  }, 90_000);
+});

@@ -1,0 +1,70 @@
+// LeakSanitizer: 20 worker threads, each running loop() with an echo server and two clients
+// that ping-pong without end, terminated mid-loop. Two endings, in turn:
+//   serving    the worker posts once traffic flows and goes on looping; terminate() meets
+//              the polling thread mid-wait or with a batch queued
+//   busy       the worker posts, then keeps its JS thread busy, so the polling thread's next
+//              batch is queued and undelivered when terminate() comes
+// Node then tears the worker's environment down: the bridge's cleanup hook must stop and
+// join the thread and free everything the loop allocated. This file is both the host (main
+// thread) and the worker.
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+
+import { loop } from 'asyncore';
+
+import { BACKENDS, Bouncer, EchoServer, check, runScript } from './lib/kit.mjs';
+
+const WORKERS = 20;
+const ENDINGS = ['serving', 'busy'];
+/** Echoes each client must have read before the worker says traffic flows. */
+const READS_BEFORE_REPORT = 20;
+
+function workerMain({ backend, ending }) {
+  const map = new Map();
+  const server = new EchoServer(map);
+  const clients = [new Bouncer(server.port, map), new Bouncer(server.port, map)];
+  let reported = false;
+  // Polled from a timer rather than hooked into the handlers: the handlers stay the kit's.
+  const watcher = setInterval(() => {
+    if (reported || !clients.every((c) => c.reads >= READS_BEFORE_REPORT)) return;
+    reported = true;
+    clearInterval(watcher);
+    parentPort.postMessage({ reads: clients.map((c) => c.reads) });
+    if (ending === 'busy') {
+      setImmediate(() => {
+        for (;;) {
+          // busy until terminated: the polling thread's batches queue up meanwhile
+        }
+      });
+    }
+  }, 5);
+  loop({ map, backend }).catch((err) => parentPort.postMessage({ error: String(err) }));
+}
+
+async function runWorker(backend, ending) {
+  const worker = new Worker(new URL(import.meta.url), { workerData: { backend, ending } });
+  let report = null;
+  const exitCode = await new Promise((resolve, reject) => {
+    worker.on('message', (message) => {
+      report = message;
+      void worker.terminate();
+    });
+    worker.on('error', reject);
+    worker.on('exit', resolve);
+  });
+  const where = `worker (${ending} on ${backend})`;
+  check(report !== null && report.error === undefined, `${where} reported ${JSON.stringify(report)}`);
+  check(report.reads.every((n) => n >= READS_BEFORE_REPORT), `${where}: too few echoes`);
+  // terminate() ends a worker with exit code 1.
+  check(exitCode === 1, `${where} exited with ${exitCode}, not 1 (terminated)`);
+}
+
+if (isMainThread) {
+  runScript('workers', async () => {
+    for (let i = 0; i < WORKERS; i++) {
+      await runWorker(BACKENDS[i % BACKENDS.length], ENDINGS[i % ENDINGS.length]);
+    }
+    return `${WORKERS} workers terminated mid-loop (${ENDINGS.join(', ')}) on ${BACKENDS.join(', ')}`;
+  });
+} else {
+  workerMain(workerData);
+}
