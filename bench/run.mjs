@@ -239,7 +239,9 @@ async function accepted(server, base, count, timeoutS) {
     if (have >= count) return;
     if (server.exited) throw new Error(`${server.subject.id} died: ${server.stderr}`);
     if (Date.now() > deadline) {
-      throw new Error(`accepted only ${have.toLocaleString('en-US')} of ${count.toLocaleString('en-US')} connections in ${timeoutS} s`);
+      throw new Error(
+        `accepted only ${have.toLocaleString('en-US')} of ${count.toLocaleString('en-US')} connections in ${timeoutS} s`,
+      );
     }
     await sleep(20);
   }
@@ -253,14 +255,22 @@ async function accepted(server, base, count, timeoutS) {
 function runLoadgen(server, port, point, timing, base) {
   const args = [
     path.join(OUT, 'loadgen'),
-    '--port', String(port),
-    '--conns', String(point.conns),
-    '--idle', String(point.idle),
-    '--size', String(point.size),
-    '--runs', String(timing.runs),
-    '--duration', String(timing.duration),
-    '--warmup', String(timing.warmup),
-    '--server-pid', String(server.pid),
+    '--port',
+    String(port),
+    '--conns',
+    String(point.conns),
+    '--idle',
+    String(point.idle),
+    '--size',
+    String(point.size),
+    '--runs',
+    String(timing.runs),
+    '--duration',
+    String(timing.duration),
+    '--warmup',
+    String(timing.warmup),
+    '--server-pid',
+    String(server.pid),
     '--wait',
   ];
   const child = pinned(LOADGEN_CPU, args, 'pipe');
@@ -286,11 +296,15 @@ function runLoadgen(server, port, point, timing, base) {
   return (async () => {
     try {
       const first = await Promise.race([connected.then(() => 'connected'), exited.then(() => 'exited')]);
-      if (first === 'exited') throw new Error(`loadgen: ${lastReport().error ?? `exited while connecting ${out}${err}`}`);
+      if (first === 'exited')
+        throw new Error(`loadgen: ${lastReport().error ?? `exited while connecting ${out}${err}`}`);
       await accepted(server, base, point.conns + point.idle, timing.acceptTimeout);
       acceptSeconds = (Date.now() - started) / 1000;
       child.stdin.end('go\n');
-      const timer = setTimeout(() => child.kill('SIGKILL'), (timing.warmup + timing.runs * timing.duration + 60) * 1000);
+      const timer = setTimeout(
+        () => child.kill('SIGKILL'),
+        (timing.warmup + timing.runs * timing.duration + 60) * 1000,
+      );
       const code = await exited;
       clearTimeout(timer);
       const reports = out
@@ -298,7 +312,8 @@ function runLoadgen(server, port, point, timing, base) {
         .split('\n')
         .filter((line) => line.startsWith('{"run"'))
         .map((line) => JSON.parse(line));
-      if (code !== 0 || reports.length !== timing.runs) throw new Error(`loadgen: ${lastReport().error ?? `exit ${code} ${err}`}`);
+      if (code !== 0 || reports.length !== timing.runs)
+        throw new Error(`loadgen: ${lastReport().error ?? `exit ${code} ${err}`}`);
       return { acceptSeconds, reports };
     } finally {
       if (child.exitCode === null && child.signalCode === null) {
@@ -311,7 +326,11 @@ function runLoadgen(server, port, point, timing, base) {
 
 /** Opens `idle` connections with loadgen --hold; resolves with a function that closes them. */
 function holdIdle(port, idle) {
-  const child = pinned(LOADGEN_CPU, [path.join(OUT, 'loadgen'), '--port', String(port), '--idle', String(idle), '--hold'], 'pipe');
+  const child = pinned(
+    LOADGEN_CPU,
+    [path.join(OUT, 'loadgen'), '--port', String(port), '--idle', String(idle), '--hold'],
+    'pipe',
+  );
   return new Promise((resolve, reject) => {
     let out = '';
     const release = () =>
@@ -433,7 +452,12 @@ async function measureWithRetry(m, timing, started) {
 // --- the plan ---------------------------------------------------------------------------
 
 function parseOnly(only) {
-  const terms = only ? only.split(',').map((t) => t.trim()).filter(Boolean) : [];
+  const terms = only
+    ? only
+        .split(',')
+        .map((t) => t.trim())
+        .filter(Boolean)
+    : [];
   const scenarioIds = [...SCENARIOS.map((s) => s.id), MEMORY.id];
   const scenarios = terms.filter((t) => scenarioIds.includes(t));
   const subjects = terms.filter((t) => !scenarioIds.includes(t));
@@ -467,7 +491,9 @@ function plan(filter, maxConns) {
       }
     }
   }
-  const memory = filter.scenario(MEMORY.id) ? SUBJECTS.filter((s) => MEMORY.subjects.includes(s.id) && filter.subject(s.id)) : [];
+  const memory = filter.scenario(MEMORY.id)
+    ? SUBJECTS.filter((s) => MEMORY.subjects.includes(s.id) && filter.subject(s.id))
+    : [];
   return { echo: [...echo.values()], memory, skipped };
 }
 
@@ -486,7 +512,9 @@ function machine() {
     node: process.version,
     python: sh('python3', ['-V']),
     cc: sh('cc', ['--version']).split('\n')[0],
-    commit: sh('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD']) + (dirty && dirty !== '?' ? ' (with uncommitted changes in src/ or native/)' : ''),
+    commit:
+      sh('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD']) +
+      (dirty && dirty !== '?' ? ' (with uncommitted changes in src/ or native/)' : ''),
     fdLimit: sh('bash', ['-c', 'ulimit -Hn']),
     uptimeBefore: sh('uptime', []),
   };
@@ -502,11 +530,14 @@ function build() {
   }
   const cli = path.join(ROOT, 'dist', 'cli', 'echo.js');
   if (!existsSync(cli)) throw new Error('dist/cli/echo.js is missing: run `npx tsc -p tsconfig.build.json` first');
-  const newestSource = Math.max(...readdirSync(path.join(ROOT, 'src'), { recursive: true })
-    .filter((f) => f.endsWith('.ts'))
-    .map((f) => statSync(path.join(ROOT, 'src', f)).mtimeMs));
+  const newestSource = Math.max(
+    ...readdirSync(path.join(ROOT, 'src'), { recursive: true })
+      .filter((f) => f.endsWith('.ts'))
+      .map((f) => statSync(path.join(ROOT, 'src', f)).mtimeMs),
+  );
   const stale = newestSource > statSync(cli).mtimeMs;
-  if (stale) progress('warning: src/ is newer than dist/: run `npx tsc -p tsconfig.build.json` to measure the current code');
+  if (stale)
+    progress('warning: src/ is newer than dist/: run `npx tsc -p tsconfig.build.json` to measure the current code');
   const addon = readdirSync(path.join(ROOT, 'build', 'Release')).find((f) => f.endsWith('.node'));
   const when = (file) => new Date(statSync(file).mtimeMs).toISOString().slice(0, 16).replace('T', ' ');
   return (
@@ -553,7 +584,8 @@ function scenarioTable(scenario, results) {
       if (r.error) return `error: ${r.error.slice(0, 60)}`;
       const base = get(BASELINE, p);
       const ratio = base && !base.error ? r.msgsPerS / base.msgsPerS : NaN;
-      const amount = scenario.points[0].size >= 16384 ? `${fmtInt(r.msgsPerS)} (${fmtBytes(r.bytesPerS)})` : fmtInt(r.msgsPerS);
+      const amount =
+        scenario.points[0].size >= 16384 ? `${fmtInt(r.msgsPerS)} (${fmtBytes(r.bytesPerS)})` : fmtInt(r.msgsPerS);
       const disturbed = r.othersCpu > DISTURBED || (base && base.othersCpu > DISTURBED);
       return `${amount} · ${fmtRatio(ratio)}${disturbed ? ' ²' : ''}`;
     });
@@ -589,7 +621,7 @@ function cpuTable(scenario, results) {
     return `| ${s.label} | ${cells.join(' | ')} |`;
   });
   return [
-    'µs of server CPU (user + system, all threads) per round trip · node:net\'s figure ÷ this one (higher is better). ' +
+    "µs of server CPU (user + system, all threads) per round trip · node:net's figure ÷ this one (higher is better). " +
       'CPU that other processes took is not in it, so it holds up better than round trips per second on a busy machine; ' +
       'at 1 connection it includes the cost of waking up for every message.',
     '',
@@ -610,9 +642,9 @@ function detailTable(results) {
     });
   if (rows.length === 0) return '';
   return [
-    '<details><summary>server CPU (cores), other processes\' CPU, seconds until the server had accepted every connection, round-trip latency</summary>',
+    "<details><summary>server CPU (cores), other processes' CPU, seconds until the server had accepted every connection, round-trip latency</summary>",
     '',
-    '| subject | active | idle | bytes | server CPU | others\' CPU | accept s | mean RTT µs | p99 RTT µs |',
+    "| subject | active | idle | bytes | server CPU | others' CPU | accept s | mean RTT µs | p99 RTT µs |",
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
     ...rows,
     '',
@@ -676,15 +708,38 @@ function goals(results) {
   const vs = (id, p, other = BASELINE) => [msgs(id, p) / msgs(other, p), eff(id, p) / eff(other, p)];
   const rows = [
     ['6', 'echo 50 conns, loopSync + epoll vs node:net', ...vs('asyncore-epoll-sync', at(50)), 2.0],
-    ['6', 'echo 50 conns, loopSync + epoll vs the faster Python asyncore',
-      msgs('asyncore-epoll-sync', at(50)) / python(msgs, at(50)), eff('asyncore-epoll-sync', at(50)) / python(eff, at(50)), 1.3],
+    [
+      '6',
+      'echo 50 conns, loopSync + epoll vs the faster Python asyncore',
+      msgs('asyncore-epoll-sync', at(50)) / python(msgs, at(50)),
+      eff('asyncore-epoll-sync', at(50)) / python(eff, at(50)),
+      1.3,
+    ],
     ['6', 'echo 1 conn, loopSync + epoll vs node:net', ...vs('asyncore-epoll-sync', at(1)), 1.2],
     ['6', 'echo 10,000 conns, loopSync + epoll vs node:net', ...vs('asyncore-epoll-sync', at(10000)), 2.0],
-    ['6', '1 active + 10,000 idle vs 0 idle, loopSync + epoll',
+    [
+      '6',
+      '1 active + 10,000 idle vs 0 idle, loopSync + epoll',
       msgs('asyncore-epoll-sync', at(1, 10000), getIdle) / msgs('asyncore-epoll-sync', at(1), getIdle),
-      eff('asyncore-epoll-sync', at(1, 10000), getIdle) / eff('asyncore-epoll-sync', at(1), getIdle), 0.9],
-    ['6', 'memory per idle conn, loopSync + epoll ÷ node:net', mem('asyncore-epoll-sync') / mem(BASELINE), NaN, 1.0, 'max'],
-    ['6', 'memory per idle conn, loop() thread + epoll ÷ node:net', mem('asyncore-epoll-thread') / mem(BASELINE), NaN, 1.0, 'max'],
+      eff('asyncore-epoll-sync', at(1, 10000), getIdle) / eff('asyncore-epoll-sync', at(1), getIdle),
+      0.9,
+    ],
+    [
+      '6',
+      'memory per idle conn, loopSync + epoll ÷ node:net',
+      mem('asyncore-epoll-sync') / mem(BASELINE),
+      NaN,
+      1.0,
+      'max',
+    ],
+    [
+      '6',
+      'memory per idle conn, loop() thread + epoll ÷ node:net',
+      mem('asyncore-epoll-thread') / mem(BASELINE),
+      NaN,
+      1.0,
+      'max',
+    ],
     ['5', 'echo 50 conns, loop() thread + epoll vs node:net', ...vs('asyncore-epoll-thread', at(50)), 1.2],
     ['5', 'echo 1 conn, loop() thread + epoll vs node:net', ...vs('asyncore-epoll-thread', at(1)), 0.8],
   ];
@@ -723,7 +778,14 @@ function lineSpec(title, axisTitle, values, order) {
     encoding: {
       x: { field: 'x', type: 'ordinal', sort: order, title: axisTitle, axis: { labelAngle: 0 } },
       y: { field: 'msgs', type: 'quantitative', title: 'round trips per second (median)' },
-      color: { field: 'subject', type: 'nominal', sort: SUBJECTS.map((s) => s.label), title: 'server', scale: { scheme: 'tableau20' }, legend: { labelLimit: 400 } },
+      color: {
+        field: 'subject',
+        type: 'nominal',
+        sort: SUBJECTS.map((s) => s.label),
+        title: 'server',
+        scale: { scheme: 'tableau20' },
+        legend: { labelLimit: 400 },
+      },
     },
   };
 }
@@ -737,7 +799,8 @@ async function writeCharts(results, chartsDir) {
     for (const subject of SUBJECTS) {
       for (const point of scenario.points) {
         const r = get(subject.id, point);
-        if (r && !r.error) values.push({ subject: subject.label, x: point.x.toLocaleString('en-US'), msgs: Math.round(r.msgsPerS) });
+        if (r && !r.error)
+          values.push({ subject: subject.label, x: point.x.toLocaleString('en-US'), msgs: Math.round(r.msgsPerS) });
       }
     }
     if (values.length === 0) continue;
@@ -784,7 +847,9 @@ function generatedSection(results, charts, outFile) {
   const m = results.machine;
   const rel = (file) => path.relative(path.dirname(outFile), file);
   const parts = [];
-  parts.push(`## Run of ${m.date.slice(0, 16).replace('T', ' ')} UTC${results.quick ? ' (quick smoke run: not for quoting)' : ''}`);
+  parts.push(
+    `## Run of ${m.date.slice(0, 16).replace('T', ' ')} UTC${results.quick ? ' (quick smoke run: not for quoting)' : ''}`,
+  );
   parts.push(
     [
       `Command: \`${results.command}\` (package commit ${m.commit}; ${m.builds}).`,
@@ -826,7 +891,7 @@ function generatedSection(results, charts, outFile) {
   parts.push(
     `² Disturbed: during this measurement (or its node:net reference) other processes used more than ${DISTURBED} of a core ` +
       'on the two cores (median over the windows; from /proc/stat less the server and the load generator). ' +
-      'Every measurement\'s figures are in results.json.',
+      "Every measurement's figures are in results.json.",
   );
   for (const scenario of SCENARIOS.filter((sc) => sc.id !== 'idle')) {
     const table = cpuTable(scenario, results);
@@ -927,15 +992,21 @@ async function main() {
     for (const k of work.skipped) process.stdout.write(`skip\t${k.subject}\t${pointKey(k.point)}\t${k.reason}\n`);
     return;
   }
-  const full = !values.quick && !values.only && values.runs === undefined && values.duration === undefined && values.warmup === undefined;
+  const full =
+    !values.quick &&
+    !values.only &&
+    values.runs === undefined &&
+    values.duration === undefined &&
+    values.warmup === undefined;
   const outFile = path.resolve(values.out ?? (full ? path.join(BENCH, 'RESULTS.md') : path.join(OUT, 'RESULTS.md')));
   const chartsDir = path.join(path.dirname(outFile), 'charts');
 
   const builds = build();
   const results = {
     command:
-      (process.env.npm_lifecycle_event?.startsWith('bench') ? `npm run ${process.env.npm_lifecycle_event}, i.e. ` : '') +
-      ['node', 'bench/run.mjs', ...process.argv.slice(2)].join(' '),
+      (process.env.npm_lifecycle_event?.startsWith('bench')
+        ? `npm run ${process.env.npm_lifecycle_event}, i.e. `
+        : '') + ['node', 'bench/run.mjs', ...process.argv.slice(2)].join(' '),
     quick: values.quick,
     timing,
     machine: { ...machine(), builds },
@@ -951,13 +1022,25 @@ async function main() {
     const label = `${m.scenario} ${pointKey(m.point)} ${m.subject.id}`;
     try {
       const r = await measureWithRetry(m, timing, started);
-      results.echo.push({ scenario: m.scenario, subject: m.subject.id, pointKey: pointKey(m.point), point: m.point, ...r });
+      results.echo.push({
+        scenario: m.scenario,
+        subject: m.subject.id,
+        pointKey: pointKey(m.point),
+        point: m.point,
+        ...r,
+      });
       progress(
         `[${++done}/${total}] ${label}: ${fmtInt(r.msgsPerS)} msg/s (windows ${r.runs.map((x) => fmtInt(x.msgs_per_s)).join(', ')}; ` +
           `server cpu ${r.serverCpu.toFixed(2)}, others ${r.othersCpu.toFixed(2)}; accepted in ${r.acceptSeconds.toFixed(1)} s) ${((Date.now() - t0) / 1000).toFixed(1)} s`,
       );
     } catch (err) {
-      results.echo.push({ scenario: m.scenario, subject: m.subject.id, pointKey: pointKey(m.point), point: m.point, error: err.message });
+      results.echo.push({
+        scenario: m.scenario,
+        subject: m.subject.id,
+        pointKey: pointKey(m.point),
+        point: m.point,
+        error: err.message,
+      });
       results.errors.push(`${label}: ${err.message}`);
       progress(`[${++done}/${total}] ${label}: ERROR ${err.message}`);
     }
@@ -980,7 +1063,9 @@ async function main() {
   const charts = await writeCharts(results, chartsDir);
   writeResults(outFile, generatedSection(results, charts, outFile));
   writeFileSync(path.join(path.dirname(outFile), 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
-  progress(`wrote ${path.relative(ROOT, outFile)}, results.json and ${charts.length} chart(s) in ${results.wallSeconds.toFixed(0)} s`);
+  progress(
+    `wrote ${path.relative(ROOT, outFile)}, results.json and ${charts.length} chart(s) in ${results.wallSeconds.toFixed(0)} s`,
+  );
   if (results.errors.length > 0) process.exitCode = 1;
 }
 

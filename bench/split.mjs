@@ -122,7 +122,9 @@ console.log(
     `${values.duration} s each`,
 );
 console.log('');
-console.log('| subject | round trips/s per start | median | vs node:net | user µs per round trip (median) | system µs per round trip, per start |');
+console.log(
+  '| subject | round trips/s per start | median | vs node:net | user µs per round trip (median) | system µs per round trip, per start |',
+);
 console.log('|---|---|---:|---:|---:|---|');
 for (const id of subjects) {
   const rs = results[id];

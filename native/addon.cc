@@ -10,8 +10,8 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
-#include <sys/socket.h>
 #include <sys/select.h>
+#include <sys/socket.h>
 
 #include <cerrno>
 #include <cstring>
@@ -37,8 +37,7 @@ int32_t IntArg(const Napi::CallbackInfo& info, size_t index, const char* name) {
 // The bytes of a Uint8Array/Buffer argument (no copy).
 void BytesArg(const Napi::CallbackInfo& info, size_t index, uint8_t** data, size_t* length) {
   Napi::Value value = info[index];
-  if (!value.IsTypedArray() ||
-      value.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+  if (!value.IsTypedArray() || value.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
     throw Napi::TypeError::New(info.Env(), "data must be a Uint8Array or Buffer");
   }
   auto bytes = value.As<Napi::Uint8Array>();

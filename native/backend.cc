@@ -9,10 +9,10 @@ namespace aco {
 const std::vector<BackendInfo>& AvailableBackends() {
   static const std::vector<BackendInfo> kBackends = {
 #if defined(__linux__)
-      {"epoll", CreateEpollBackend},
+    {"epoll", CreateEpollBackend},
 #endif
-      {"poll", CreatePollBackend},
-      {"select", CreateSelectBackend},
+    {"poll", CreatePollBackend},
+    {"select", CreateSelectBackend},
   };
   return kBackends;
 }

@@ -53,8 +53,7 @@ class EpollBackend final : public Backend {
     if (new_mask == 0) {
       if (old_mask == 0) return 0;
       watched_--;
-      if (::epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, &event) < 0 && errno != ENOENT &&
-          errno != EBADF) {
+      if (::epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, &event) < 0 && errno != ENOENT && errno != EBADF) {
         return -errno;
       }
       return 0;
@@ -80,8 +79,8 @@ class EpollBackend final : public Backend {
     int ready;
     for (;;) {
       int wait_ms = static_cast<int>(std::min<int64_t>(timeout_ms, INT32_MAX));
-      ready = ::epoll_wait(epfd_, results_.data(), std::max(room, 1),
-                           timeout_ms < 0 ? -1 : wait_ms);
+      ready =
+          ::epoll_wait(epfd_, results_.data(), std::max(room, 1), timeout_ms < 0 ? -1 : wait_ms);
       if (ready >= 0) break;
       if (errno != EINTR) return -errno;
       if (timeout_ms > 0) timeout_ms = std::max<int64_t>(0, deadline - MonotonicMs());

@@ -24,10 +24,10 @@
 // goes last frees it.
 #include "bridge.h"
 
+#include <algorithm>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
-#include <algorithm>
 #include <string>
 #include <thread>
 #include <utility>
@@ -73,16 +73,15 @@ Napi::Error ReactorCreationError(Napi::Env env, int error, int wake_fd) {
 class ThreadLoop : public Napi::ObjectWrap<ThreadLoop> {
  public:
   static Napi::Function Define(Napi::Env env) {
-    return DefineClass(env, "ThreadLoop",
-                       {InstanceMethod<&ThreadLoop::SetInterest>("setInterest"),
-                        InstanceMethod<&ThreadLoop::WatchedCount>("watchedCount"),
-                        InstanceMethod<&ThreadLoop::TakeReady>("takeReady"),
-                        InstanceMethod<&ThreadLoop::Resume>("resume"),
-                        InstanceMethod<&ThreadLoop::Wake>("wake"),
-                        InstanceMethod<&ThreadLoop::Stop>("stop"),
-                        InstanceMethod<&ThreadLoop::Ref>("ref"),
-                        InstanceMethod<&ThreadLoop::Unref>("unref"),
-                        InstanceAccessor<&ThreadLoop::Backend>("backend")});
+    return DefineClass(
+        env, "ThreadLoop",
+        {InstanceMethod<&ThreadLoop::SetInterest>("setInterest"),
+         InstanceMethod<&ThreadLoop::WatchedCount>("watchedCount"),
+         InstanceMethod<&ThreadLoop::TakeReady>("takeReady"),
+         InstanceMethod<&ThreadLoop::Resume>("resume"), InstanceMethod<&ThreadLoop::Wake>("wake"),
+         InstanceMethod<&ThreadLoop::Stop>("stop"), InstanceMethod<&ThreadLoop::Ref>("ref"),
+         InstanceMethod<&ThreadLoop::Unref>("unref"),
+         InstanceAccessor<&ThreadLoop::Backend>("backend")});
   }
 
   // new ThreadLoop(backendName, onBatch(result, waitMs, woken))
@@ -101,8 +100,8 @@ class ThreadLoop : public Napi::ObjectWrap<ThreadLoop> {
     }
     core_ = core;
     auto* context = new Context{core};
-    batches_ = BatchFunction::New(env, info[1].As<Napi::Function>(), "asyncore.loop", 0, 1,
-                                  context, [](Napi::Env, void*, Context* ctx) { delete ctx; });
+    batches_ = BatchFunction::New(env, info[1].As<Napi::Function>(), "asyncore.loop", 0, 1, context,
+                                  [](Napi::Env, void*, Context* ctx) { delete ctx; });
     // Registered after the thread-safe function: at teardown it runs first (hooks run in
     // reverse order), so the thread is joined before Node finalizes the function.
     cleanup_ = env.AddCleanupHook(OnTeardown, this);

@@ -39,9 +39,7 @@ uint32_t Reactor::InterestOf(int fd) const {
   return fd >= 0 && static_cast<size_t>(fd) < interest_.size() ? interest_[fd] : 0;
 }
 
-int Reactor::WatchedCount() const {
-  return backend_->WatchedCount() - (wake_fd_ >= 0 ? 1 : 0);
-}
+int Reactor::WatchedCount() const { return backend_->WatchedCount() - (wake_fd_ >= 0 ? 1 : 0); }
 
 int Reactor::Poll(int64_t timeout_ms, bool* woken) {
   *woken = false;

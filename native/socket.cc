@@ -218,8 +218,8 @@ int MakeUnixAddress(const std::string& path, SockAddr* out) {
   if (path.size() > room) return -ENAMETOOLONG;
   sun->sun_family = AF_UNIX;
   std::memcpy(sun->sun_path, path.data(), path.size());
-  out->length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() +
-                                       (abstract ? 0 : 1));
+  out->length =
+      static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + (abstract ? 0 : 1));
   return 0;
 }
 

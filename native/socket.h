@@ -85,8 +85,7 @@ int FormatAddress(const SockAddr& addr, std::string* host, int* port);
 // Name resolution with getaddrinfo(), as Python's socket module does it: the first
 // result for (family, type). An empty host means "any address" (INADDR_ANY / in6addr_any).
 // Returns 0, or a getaddrinfo() error code (EAI_*); for EAI_SYSTEM *sys_errno is set.
-int Resolve(int family, int type, const std::string& host, int port, SockAddr* out,
-            int* sys_errno);
+int Resolve(int family, int type, const std::string& host, int port, SockAddr* out, int* sys_errno);
 
 }  // namespace aco
 

@@ -91,12 +91,7 @@ export interface NativeBinding {
   send(fd: number, data: Uint8Array, flags: number): number;
   recvInto(fd: number, buffer: Uint8Array, length: number, flags: number): number;
   sendto(fd: number, data: Uint8Array, flags: number, address: Address): number;
-  recvfromInto(
-    fd: number,
-    buffer: Uint8Array,
-    length: number,
-    flags: number,
-  ): [number, Address | null] | number;
+  recvfromInto(fd: number, buffer: Uint8Array, length: number, flags: number): [number, Address | null] | number;
   readInto(fd: number, buffer: Uint8Array, length: number): number;
   write(fd: number, data: Uint8Array): number;
   /** [readFd, writeFd], both non-blocking, or -errno. */

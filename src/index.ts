@@ -44,13 +44,7 @@ export * from './constants.js';
 export { SocketError, ExitNow, compactTraceback, type CompactTraceback } from './errors.js';
 export { Socket, socketpair } from './socket.js';
 export { SplicePipe } from './splice.js';
-export {
-  Dispatcher,
-  DispatcherWithSend,
-  declareBuiltInPredicates,
-  socketMap,
-  type SocketMap,
-} from './dispatcher.js';
+export { Dispatcher, DispatcherWithSend, declareBuiltInPredicates, socketMap, type SocketMap } from './dispatcher.js';
 export { FileDispatcher, FileWrapper } from './file.js';
 export {
   loop,

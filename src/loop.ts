@@ -94,9 +94,7 @@ function chooseBackend(options: LoopOptions): string {
   const available = availableBackends();
   if (requested === 'auto') return available[0] ?? 'select';
   if (typeof requested !== 'string' || !available.includes(requested)) {
-    throw new Error(
-      `backend ${JSON.stringify(requested)} is not available here; available: ${available.join(', ')}`,
-    );
+    throw new Error(`backend ${JSON.stringify(requested)} is not available here; available: ${available.join(', ')}`);
   }
   return requested;
 }
@@ -473,7 +471,9 @@ function nativeCreateError(err: unknown, backend: string): unknown {
         `${native.constants.FD_SETSIZE}); use backend 'poll' or 'epoll'`,
     );
   }
-  return typeof errno === 'number' && errno > 0 ? errnoError(-errno, backend === 'epoll' ? 'epoll_create1' : backend) : err;
+  return typeof errno === 'number' && errno > 0
+    ? errnoError(-errno, backend === 'epoll' ? 'epoll_create1' : backend)
+    : err;
 }
 
 /** The wait for one iteration: the loop's timeout, or sooner if a timer is due. */

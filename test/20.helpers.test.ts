@@ -387,7 +387,10 @@ function captured(stream: NodeJS.WriteStream, fn: () => void): string[] {
   } finally {
     spy.mockRestore();
   }
-  return chunks.join('').split('\n').filter((l) => l !== '');
+  return chunks
+    .join('')
+    .split('\n')
+    .filter((l) => l !== '');
 }
 
 describe('logging', () => {

@@ -247,7 +247,11 @@ describe.each(BACKENDS)('loop() on %s', (backend) => {
       sender.connect(['127.0.0.1', netPort(sink)]);
       const served = loop({ map, backend, timeout: 30 });
       // Once connected the sender is idle: readable but never ready, not writable.
-      await within(1000, 'the connection did not complete', waitUntil(() => sender.connected));
+      await within(
+        1000,
+        'the connection did not complete',
+        waitUntil(() => sender.connected),
+      );
       await sleep(50);
 
       const queued = await new Promise<number>((resolve) =>
@@ -292,7 +296,11 @@ describe.each(BACKENDS)('loop() on %s', (backend) => {
     const idle = net.connect(server.port, '127.0.0.1');
     const idleClosed = new Promise<void>((resolve) => idle.once('close', () => resolve()));
     try {
-      await within(1000, 'the idle client was not accepted', waitUntil(() => map.size === 2));
+      await within(
+        1000,
+        'the idle client was not accepted',
+        waitUntil(() => map.size === 2),
+      );
       const handler = [...map.values()].find((d) => d !== server);
       setTimeout(() => handler?.close(), 0);
       await within(1000, 'the closed handler did not close its connection', idleClosed);
@@ -338,7 +346,14 @@ describe.each(BACKENDS)('loop() on %s', (backend) => {
     const client = net.connect(server.port, '127.0.0.1');
     client.on('error', () => undefined);
     try {
-      const failure = await within(1000, 'loop() did not reject', served.then(() => null, (err: unknown) => err));
+      const failure = await within(
+        1000,
+        'loop() did not reject',
+        served.then(
+          () => null,
+          (err: unknown) => err,
+        ),
+      );
       expect(failure).toBeInstanceOf(ExitNow);
       expect(failure).toMatchObject({ message: 'enough' });
       expect(map.get(server.fileno() ?? -1)).toBe(server);
@@ -373,7 +388,11 @@ describe.each(BACKENDS)('loop() on %s', (backend) => {
     try {
       await new Promise<void>((resolve) => client.once('connect', () => resolve()));
       client.write('boom');
-      await within(1000, 'handleError was not called', waitUntil(() => errors.length === 1));
+      await within(
+        1000,
+        'handleError was not called',
+        waitUntil(() => errors.length === 1),
+      );
       expect(errors).toEqual([expect.objectContaining({ message: 'boom from handleRead' })]);
       client.write('after');
       const echo = new Promise<string>((resolve) => client.once('data', (d: Buffer) => resolve(d.toString())));

@@ -70,10 +70,14 @@ describe.each(MODES)('callLater under the %s loop', (mode) => {
     const fired: { name: string; afterMs: number }[] = [];
     const start = performance.now();
     const record = (name: string) => () => fired.push({ name, afterMs: performance.now() - start });
-    callLater(0.06, () => {
-      record('c')();
-      closeAll(map);
-    }, map);
+    callLater(
+      0.06,
+      () => {
+        record('c')();
+        closeAll(map);
+      },
+      map,
+    );
     callLater(0.02, record('a'), map);
     callLater(0.04, record('b'), map);
     callLater(0.04, record('b2'), map);
@@ -95,10 +99,14 @@ describe.each(MODES)('callLater under the %s loop', (mode) => {
     expect(early.cancelled).toBe(true);
     const late = callLater(0.05, () => ran.push('late'), map);
     callLater(0.01, () => late.cancel(), map);
-    callLater(0.08, () => {
-      ran.push('end');
-      closeAll(map);
-    }, map);
+    callLater(
+      0.08,
+      () => {
+        ran.push('end');
+        closeAll(map);
+      },
+      map,
+    );
     await runLoop(mode, { map, timeout: 30 });
     expect(ran).toEqual(['end']);
     expect(late.cancelled).toBe(true);
@@ -109,10 +117,14 @@ describe.each(MODES)('callLater under the %s loop', (mode) => {
     const start = performance.now();
     let firedAfterMs = -1;
     let runs = 0;
-    const postponed = callLater(0.1, () => {
-      runs++;
-      firedAfterMs = performance.now() - start;
-    }, map);
+    const postponed = callLater(
+      0.1,
+      () => {
+        runs++;
+        firedAfterMs = performance.now() - start;
+      },
+      map,
+    );
     callLater(0.06, () => postponed.reset(), map);
     let revivedRuns = 0;
     const revived = callLater(0.02, () => revivedRuns++, map);
@@ -165,13 +177,21 @@ describe.each(MODES)('callLater under the %s loop', (mode) => {
       return true;
     });
     const ran: string[] = [];
-    callLater(0.01, () => {
-      throw new Error('kaboom');
-    }, map);
-    callLater(0.03, () => {
-      ran.push('after');
-      closeAll(map);
-    }, map);
+    callLater(
+      0.01,
+      () => {
+        throw new Error('kaboom');
+      },
+      map,
+    );
+    callLater(
+      0.03,
+      () => {
+        ran.push('after');
+        closeAll(map);
+      },
+      map,
+    );
     await runLoop(mode, { map, timeout: 30 });
     vi.restoreAllMocks();
 
@@ -183,9 +203,13 @@ describe.each(MODES)('callLater under the %s loop', (mode) => {
   it('lets ExitNow from fn leave the loop, with the map released', async () => {
     const { map } = stage();
     const ran: string[] = [];
-    callLater(0.01, () => {
-      throw new ExitNow('from a timer');
-    }, map);
+    callLater(
+      0.01,
+      () => {
+        throw new ExitNow('from a timer');
+      },
+      map,
+    );
     callLater(0.03, () => ran.push('next'), map);
     await expect(runLoop(mode, { map, timeout: 30 })).rejects.toThrow(ExitNow);
     expect(ran).toEqual([]);
@@ -222,10 +246,14 @@ describe.each(MODES)('callLater under the %s loop', (mode) => {
     const { map } = stage();
     const ran: string[] = [];
     callLater(0.01, () => ran.push('other map'), other.map);
-    callLater(0.06, () => {
-      ran.push('this map');
-      closeAll(map);
-    }, map);
+    callLater(
+      0.06,
+      () => {
+        ran.push('this map');
+        closeAll(map);
+      },
+      map,
+    );
     await runLoop(mode, { map, timeout: 30 });
     expect(ran).toEqual(['this map']);
 
@@ -255,10 +283,14 @@ describe('callLater', () => {
     await new Promise<void>((resolve) =>
       setTimeout(() => {
         scheduledAt = performance.now();
-        callLater(0.05, () => {
-          firedAfterMs = performance.now() - scheduledAt;
-          closeAll(map);
-        }, map);
+        callLater(
+          0.05,
+          () => {
+            firedAfterMs = performance.now() - scheduledAt;
+            closeAll(map);
+          },
+          map,
+        );
         resolve();
       }, 0),
     );

@@ -91,7 +91,7 @@ function cut(data: Buffer, offsets: number[]): Buffer[] {
 function splitAll(stream: Buffer, term: Buffer): string[] {
   const messages: string[] = [];
   let start = 0;
-  for (let i = 0; i + term.length <= stream.length; ) {
+  for (let i = 0; i + term.length <= stream.length;) {
     if (stream.subarray(i, i + term.length).equals(term)) {
       messages.push(stream.subarray(start, i).toString('latin1'));
       i += term.length;
@@ -105,8 +105,7 @@ function splitAll(stream: Buffer, term: Buffer): string[] {
 
 // A small alphabet makes terminators, their prefixes and overlaps ("aab" in "aaab") common.
 const byte = fc.constantFrom(0x61, 0x62, 0x0d, 0x0a, 0x2e);
-const bytes = (max: number): fc.Arbitrary<Buffer> =>
-  fc.array(byte, { maxLength: max }).map((a) => Buffer.from(a));
+const bytes = (max: number): fc.Arbitrary<Buffer> => fc.array(byte, { maxLength: max }).map((a) => Buffer.from(a));
 /** Up to `count` messages of up to `size` bytes each. */
 const messages = (size: number, count: number): fc.Arbitrary<Buffer[]> => fc.array(bytes(size), { maxLength: count });
 const stringTerminator = fc.array(byte, { minLength: 1, maxLength: 5 }).map((a) => Buffer.from(a));

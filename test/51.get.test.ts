@@ -14,7 +14,6 @@ import { BACKENDS, DIST, MODES, accepts, freePort, waitExit } from './helpers.js
 const GET = join(DIST, 'cli', 'get.js');
 const BODY_BYTES = 2 * 1024 * 1024;
 
-
 /** python3 -m http.server on a free port, once it accepts connections. */
 async function startHttpServer(directory: string): Promise<{ child: ChildProcess; port: number }> {
   for (let attempt = 0; attempt < 3; attempt++) {

@@ -90,7 +90,6 @@ while True:
 print(total, digest.hexdigest(), flush=True)
 `;
 
-
 /** Collects a child's stdout; `line(re)` resolves with the first match of a pattern. */
 class Output {
   text = '';

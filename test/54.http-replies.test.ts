@@ -47,7 +47,9 @@ class RawClient {
   }
 
   write(text: string): Promise<void> {
-    return new Promise((resolve, reject) => this.socket.write(text, 'latin1', (err) => (err ? reject(err) : resolve())));
+    return new Promise((resolve, reject) =>
+      this.socket.write(text, 'latin1', (err) => (err ? reject(err) : resolve())),
+    );
   }
 
   /** The next reply; `head` for the answer to a HEAD request. */
@@ -216,7 +218,9 @@ describe.each(MODES)('asyncore-http hello page (--mode %s)', (mode) => {
 
   it('trims blanks around header values: a padded Content-Length still frames the body', async () => {
     const c = await client();
-    await c.write('POST / HTTP/1.1\r\nContent-Length: \t 5 \t \r\nConnection:  keep-alive  \r\n\r\nhelloGET / HTTP/1.1\r\n\r\n');
+    await c.write(
+      'POST / HTTP/1.1\r\nContent-Length: \t 5 \t \r\nConnection:  keep-alive  \r\n\r\nhelloGET / HTTP/1.1\r\n\r\n',
+    );
     const refused = await c.reply();
     expect(refused.status).toBe(405);
     expect(refused.headers.get('connection')).toBe('keep-alive');

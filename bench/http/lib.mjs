@@ -17,7 +17,12 @@ export function asyncoreHttp(name, dir, backend, mode) {
   return { name, command: node, args, portArgs: ['--port', '0'] };
 }
 
-export const NODE_HTTP = { name: 'node:http', command: node, args: [join(here, 'node-http.mjs')], portArgs: ['--port', '0'] };
+export const NODE_HTTP = {
+  name: 'node:http',
+  command: node,
+  args: [join(here, 'node-http.mjs')],
+  portArgs: ['--port', '0'],
+};
 
 export const ASYNCORE_HTTP = [
   asyncoreHttp('asyncore-http sync epoll', root, 'epoll', 'sync'),

@@ -37,7 +37,10 @@ const DISTURBED = 0.25;
 const ceiling = ceilingServer();
 const subjects = [NODE_HTTP, ...ASYNCORE_HTTP, ...(ceiling === null ? [] : [ceiling])];
 
-const load = () => loadavg().map((x) => x.toFixed(2)).join(' ');
+const load = () =>
+  loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' ');
 const loadBefore = load();
 // Every server runs from start to end (an idle one costs nothing), and the runs go round
 // the servers: a burst of other work on the machine then hits one run of several servers,

@@ -268,9 +268,7 @@ class HttpGet extends Dispatcher {
   }
 
   override handleError(err: unknown): void {
-    const message = this.connected
-      ? describeError(err)
-      : `cannot connect to ${this.#where()}: ${describeError(err)}`;
+    const message = this.connected ? describeError(err) : `cannot connect to ${this.#where()}: ${describeError(err)}`;
     this.#finish({ ok: false, message });
   }
 
@@ -316,7 +314,8 @@ function main(): void {
   const backend = cli.backend(values.backend);
   const mode = cli.mode(values.mode);
   const timeout = Number(values.timeout);
-  if (!Number.isFinite(timeout) || timeout <= 0) usageError(`--timeout must be a positive number, not ${values.timeout}`);
+  if (!Number.isFinite(timeout) || timeout <= 0)
+    usageError(`--timeout must be a positive number, not ${values.timeout}`);
 
   let signalled: NodeJS.Signals | null = null;
   const stop = (signal: NodeJS.Signals): void => {

@@ -25,7 +25,10 @@ async function idleRound(backend) {
   const iterations = [];
   await loop({ map, backend, count: 2, timeout: 0.001, trace: (it) => iterations.push(it) });
   check(iterations.length === 2, `idle loop ran ${iterations.length} iterations, not 2`);
-  check(iterations.every((it) => it.ready.length === 0), 'an idle loop saw a ready fd');
+  check(
+    iterations.every((it) => it.ready.length === 0),
+    'an idle loop saw a ready fd',
+  );
   closeAll(map);
 }
 

@@ -70,9 +70,7 @@ function checkSession(session, total, where) {
 function shares() {
   return BACKENDS.map((backend, i) => ({
     backend,
-    total:
-      Math.floor(CONNECTIONS_PER_MODE / BACKENDS.length) +
-      (i < CONNECTIONS_PER_MODE % BACKENDS.length ? 1 : 0),
+    total: Math.floor(CONNECTIONS_PER_MODE / BACKENDS.length) + (i < CONNECTIONS_PER_MODE % BACKENDS.length ? 1 : 0),
   }));
 }
 

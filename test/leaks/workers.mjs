@@ -53,7 +53,10 @@ async function runWorker(backend, ending) {
   });
   const where = `worker (${ending} on ${backend})`;
   check(report !== null && report.error === undefined, `${where} reported ${JSON.stringify(report)}`);
-  check(report.reads.every((n) => n >= READS_BEFORE_REPORT), `${where}: too few echoes`);
+  check(
+    report.reads.every((n) => n >= READS_BEFORE_REPORT),
+    `${where}: too few echoes`,
+  );
   // terminate() ends a worker with exit code 1.
   check(exitCode === 1, `${where} exited with ${exitCode}, not 1 (terminated)`);
 }
