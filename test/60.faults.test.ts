@@ -17,7 +17,7 @@ import {
   loopSync,
   socketpair,
 } from 'asyncore';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 
 import { EventChild, FAULTS, cpuTicks, numberField, rssMiB } from './fixtures/faults/harness.js';
 import { BACKENDS, MODES, type Mode, openFds, startCli, waitExit } from './helpers.js';
@@ -213,17 +213,19 @@ const SMALL_SEND_BYTES = 4096;
 
 /** Sums the sizes of the Buffers allocated while `body` runs (Buffer.concat allocates through allocUnsafe). */
 function bytesAllocatedDuring(body: () => void): number {
-  const { alloc, allocUnsafe, allocUnsafeSlow } = Buffer;
-  let total = 0;
-  Buffer.alloc = (size, fill, encoding) => ((total += size), alloc(size, fill, encoding));
-  Buffer.allocUnsafe = (size) => ((total += size), allocUnsafe(size));
-  Buffer.allocUnsafeSlow = (size) => ((total += size), allocUnsafeSlow(size));
+  // The spies call through to the real allocators and record each call's size.
+  const alloc = vi.spyOn(Buffer, 'alloc');
+  const allocUnsafe = vi.spyOn(Buffer, 'allocUnsafe');
+  const allocUnsafeSlow = vi.spyOn(Buffer, 'allocUnsafeSlow');
   try {
     body();
+    const calls = [...alloc.mock.calls, ...allocUnsafe.mock.calls, ...allocUnsafeSlow.mock.calls];
+    return calls.reduce((total, [size]) => total + size, 0);
   } finally {
-    Object.assign(Buffer, { alloc, allocUnsafe, allocUnsafeSlow });
+    alloc.mockRestore();
+    allocUnsafe.mockRestore();
+    allocUnsafeSlow.mockRestore();
   }
-  return total;
 }
 
 describe.each(BACKENDS)('DispatcherWithSend towards a slow peer (%s)', (backend) => {
