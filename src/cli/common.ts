@@ -7,6 +7,13 @@ import { SignalDispatcher } from '../signals.js';
 
 export type Mode = 'sync' | 'thread';
 
+/** The flags every tool shares: --backend, --mode and --help. Spread into a tool's options. */
+export const LOOP_FLAGS = {
+  backend: { type: 'string', default: 'auto' },
+  mode: { type: 'string', default: 'sync' },
+  help: { type: 'boolean', short: 'h', default: false },
+} as const;
+
 export class Cli {
   constructor(
     readonly name: string,

@@ -25,7 +25,7 @@ import {
   TCP_NODELAY,
   declareBuiltInPredicates,
 } from '../index.js';
-import { Cli } from './common.js';
+import { Cli, LOOP_FLAGS } from './common.js';
 
 const USAGE = `usage: asyncore-echo [options]
 
@@ -149,10 +149,8 @@ function main(): void {
     options: {
       host: { type: 'string', default: '127.0.0.1' },
       port: { type: 'string', default: '8080' },
-      backend: { type: 'string', default: 'auto' },
-      mode: { type: 'string', default: 'sync' },
       trace: { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
+      ...LOOP_FLAGS,
     },
     strict: true,
     allowPositionals: false,

@@ -25,7 +25,7 @@ import {
   SplicePipe,
   TCP_NODELAY,
 } from '../index.js';
-import { Cli } from './common.js';
+import { Cli, LOOP_FLAGS } from './common.js';
 
 const USAGE = `usage: asyncore-forward -l LOCAL_HOST -p LOCAL_PORT -r REMOTE_HOST -P REMOTE_PORT [options]
 
@@ -379,10 +379,8 @@ function main(): void {
       'local-port': { type: 'string', short: 'p' },
       'remote-host': { type: 'string', short: 'r' },
       'remote-port': { type: 'string', short: 'P' },
-      backend: { type: 'string', default: 'auto' },
       copy: { type: 'boolean', default: false },
-      mode: { type: 'string', default: 'sync' },
-      help: { type: 'boolean', short: 'h', default: false },
+      ...LOOP_FLAGS,
     },
     strict: true,
     allowPositionals: false,

@@ -24,7 +24,7 @@ import {
   callLater,
   closeAll,
 } from '../index.js';
-import { Cli } from './common.js';
+import { Cli, LOOP_FLAGS } from './common.js';
 
 const USAGE = `usage: asyncore-get URL [options]
 
@@ -299,10 +299,8 @@ function main(): void {
     options: {
       output: { type: 'string', short: 'o' },
       verbose: { type: 'boolean', short: 'v', default: false },
-      backend: { type: 'string', default: 'auto' },
-      mode: { type: 'string', default: 'sync' },
       timeout: { type: 'string', default: '30' },
-      help: { type: 'boolean', short: 'h', default: false },
+      ...LOOP_FLAGS,
     },
     strict: true,
     allowPositionals: true,

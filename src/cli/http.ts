@@ -24,7 +24,7 @@ import {
   Socket,
   TCP_NODELAY,
 } from '../index.js';
-import { Cli } from './common.js';
+import { Cli, LOOP_FLAGS } from './common.js';
 
 const USAGE = `usage: asyncore-http [options]
 
@@ -418,10 +418,8 @@ function main(): void {
       host: { type: 'string', default: '127.0.0.1' },
       port: { type: 'string', default: '8000' },
       root: { type: 'string' },
-      backend: { type: 'string', default: 'auto' },
-      mode: { type: 'string', default: 'sync' },
       quiet: { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
+      ...LOOP_FLAGS,
     },
     strict: true,
     allowPositionals: false,
