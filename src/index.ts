@@ -62,4 +62,5 @@ export {
   type LoopPromise,
 } from './loop.js';
 export { callLater, ScheduledCall } from './timers.js';
+export { SignalDispatcher } from './signals.js';
 export { AsyncChat, SimpleProducer, findPrefixAtEnd, type Producer, type Terminator } from './asynchat.js';
