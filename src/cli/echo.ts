@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 // asyncore-echo: the classic asyncore echo server (EchoHandler + EchoServer) as a tool.
 //
-//   asyncore-echo [--host 127.0.0.1] [--port 8080] [--backend auto] [--mode sync] [--trace]
+//   asyncore-echo [--host 127.0.0.1] [--port 8080] [--backend auto] [--mode sync] [--trace] [-v]
 //
-// It prints one line when it listens ("listening on HOST:PORT ...") and stops cleanly on
+// It prints one line when it listens ("listening on HOST:PORT ...") and, with -v, one line
+// to stderr per client ("Incoming connection from HOST:PORT"); it stops cleanly on
 // SIGINT or SIGTERM. Each connection holds at most about 1 MiB of unsent echo (it stops
 // reading a peer that does not read), and a peer that half-closes gets all of its echo
 // before the server closes.
@@ -11,31 +12,22 @@
 import {
   AF_INET,
   AF_INET6,
+  type Address,
   Dispatcher,
   DispatcherWithSend,
   IPPROTO_TCP,
-  type IterationTrace,
-  POLLERR,
-  POLLHUP,
-  POLLIN,
-  POLLNVAL,
-  POLLOUT,
-  POLLPRI,
   Socket,
   TCP_NODELAY,
   declareBuiltInPredicates,
 } from '../index.js';
-import { Cli, LOOP_FLAGS } from './common.js';
+import { Cli, LOOP_FLAGS, LOOP_USAGE, formatAddress } from './common.js';
 
 const USAGE = `usage: asyncore-echo [options]
 
   --host HOST       address to listen on (default 127.0.0.1)
   --port PORT       port to listen on; 0 picks a free one (default 8080)
-  --backend NAME    select | poll | epoll | auto (default auto)
-  --mode MODE       sync (loopSync on this thread) | thread (loop() on a native thread)
-                    (default sync)
-  --trace           print every loop iteration to stderr
-  -h, --help        show this help`;
+  -v, --verbose     print "Incoming connection from HOST:PORT" to stderr for each client
+${LOOP_USAGE}`;
 
 // Echo stops reading a connection whose reply queue passes PAUSE_ABOVE bytes (a peer that
 // sends and never reads must not grow the server without bound) and reads again once the
@@ -98,7 +90,11 @@ class EchoHandler extends DispatcherWithSend {
 declareBuiltInPredicates(EchoHandler.prototype);
 
 class EchoServer extends Dispatcher {
-  constructor(host: string, port: number) {
+  constructor(
+    host: string,
+    port: number,
+    readonly verbose: boolean,
+  ) {
     super();
     this.createSocket(host.includes(':') ? AF_INET6 : AF_INET);
     this.setReuseAddr();
@@ -106,50 +102,21 @@ class EchoServer extends Dispatcher {
     this.listen(1024);
   }
 
-  override handleAccepted(sock: Socket): void {
+  override handleAccepted(sock: Socket, addr: Address): void {
+    if (this.verbose) process.stderr.write(`Incoming connection from ${formatAddress(addr)}\n`);
     sock.setsockopt(IPPROTO_TCP, TCP_NODELAY, 1);
     new EchoHandler(sock);
-  }
-
-  address(): string {
-    const name = this.socket instanceof Socket ? this.socket.getsockname() : '?';
-    return typeof name === 'string' ? name : `${name[0]}:${name[1]}`;
   }
 }
 
 // Explicitly typed, so TypeScript sees that cli.usageError() and cli.fail() never return.
 const cli: Cli = new Cli('asyncore-echo', USAGE);
 
-function eventNames(events: number): string {
-  const names: [number, string][] = [
-    [POLLIN, 'IN'],
-    [POLLPRI, 'PRI'],
-    [POLLOUT, 'OUT'],
-    [POLLERR, 'ERR'],
-    [POLLHUP, 'HUP'],
-    [POLLNVAL, 'NVAL'],
-  ];
-  return names
-    .filter(([bit]) => events & bit)
-    .map(([, name]) => name)
-    .join('|');
-}
-
-function printTrace(it: IterationTrace): void {
-  const ready = it.ready.map((r) => `${r.fd}:${eventNames(r.events)}`).join(' ');
-  process.stderr.write(
-    `#${it.iteration} ${it.backend} read=[${it.read.join(',')}] write=[${it.write.join(',')}] ` +
-      `except=[${it.except.join(',')}] waited ${it.waitMs.toFixed(3)} ms -> ready ${ready || '-'} ` +
-      `(dispatch ${it.dispatchMs.toFixed(3)} ms)\n`,
-  );
-}
-
 function main(): void {
   const parsed = cli.parse({
     options: {
       host: { type: 'string', default: '127.0.0.1' },
       port: { type: 'string', default: '8080' },
-      trace: { type: 'boolean', default: false },
       ...LOOP_FLAGS,
     },
     strict: true,
@@ -158,17 +125,10 @@ function main(): void {
   if (parsed === null) return;
   const { values } = parsed;
   const port = cli.port(values.port, '--port');
-  const backend = cli.backend(values.backend);
-  const mode = cli.mode(values.mode);
+  const { mode, options } = cli.loopFlags(values);
 
-  let server: EchoServer;
-  try {
-    server = new EchoServer(values.host, port);
-  } catch (err) {
-    cli.fail(`cannot listen on ${values.host}:${port}: ${(err as Error).message}`);
-  }
-  const listening = `listening on ${server.address()} (backend ${Cli.backendName(backend)}, mode ${mode})`;
-  cli.run(mode, { backend, timeout: 30, ...(values.trace ? { trace: printTrace } : {}) }, { announce: listening });
+  const server = cli.listen(values.host, port, () => new EchoServer(values.host, port, values.verbose));
+  cli.run(mode, options, { announce: Cli.listening(server, options.backend, mode) });
 }
 
 main();

@@ -1,8 +1,11 @@
 #!/usr/bin/env node
 // asyncore-forward: the classic asyncore port forwarder as a tool.
 //
-//   asyncore-forward -l LOCAL_HOST -p LOCAL_PORT -r REMOTE_HOST -P REMOTE_PORT
-//                    [--backend B] [--mode sync|thread] [--copy]
+//   asyncore-forward -r REMOTE_HOST [-l LOCAL_HOST] [-p LOCAL_PORT] [-P REMOTE_PORT]
+//                    [--backend B] [--mode sync|thread] [--copy] [-v] [--trace]
+//
+// The classic recipe's long names work too (--local-ip, --local-port, --remote-ip,
+// --remote-port), with its defaults: listen on 127.0.0.1:80, forward to port 80.
 //
 // A listening Dispatcher accepts; each connection gets a second Dispatcher connected to the
 // remote end, and the two pipe to each other. On Linux the bytes go from socket to socket
@@ -25,20 +28,21 @@ import {
   SplicePipe,
   TCP_NODELAY,
 } from '../index.js';
-import { Cli, LOOP_FLAGS } from './common.js';
+import { Cli, LOOP_FLAGS, LOOP_USAGE, describeError, formatAddress } from './common.js';
 
-const USAGE = `usage: asyncore-forward -l LOCAL_HOST -p LOCAL_PORT -r REMOTE_HOST -P REMOTE_PORT [options]
+const DEFAULT_LOCAL_HOST = '127.0.0.1';
+const DEFAULT_PORT = '80';
 
-  -l, --local-host HOST    address to listen on
-  -p, --local-port PORT    port to listen on; 0 picks a free one
-  -r, --remote-host HOST   host to forward every connection to
-  -P, --remote-port PORT   port to forward every connection to
-  --backend NAME           select | poll | epoll | auto (default auto)
-  --mode MODE              sync (loopSync on this thread) | thread (loop() on a native thread)
-                           (default sync)
+const USAGE = `usage: asyncore-forward -r REMOTE_HOST [-l LOCAL_HOST] [-p LOCAL_PORT] [-P REMOTE_PORT] [options]
+
+  -l, --local-host HOST    address to listen on (default ${DEFAULT_LOCAL_HOST}); also --local-ip
+  -p, --local-port PORT    port to listen on; 0 picks a free one (default ${DEFAULT_PORT})
+  -r, --remote-host HOST   host to forward every connection to (required); also --remote-ip
+  -P, --remote-port PORT   port to forward every connection to (default ${DEFAULT_PORT})
   --copy                   copy bytes through JavaScript (recv/send) even where splice(2)
                            can move them inside the kernel (Linux, the default there)
-  -h, --help               show this help`;
+  -v, --verbose            print one line to stderr per connection
+${LOOP_USAGE}`;
 
 /** Copying: a side is not read while its peer has more than this queued for sending. */
 const PEER_QUEUE_LIMIT = 256 * 1024;
@@ -53,15 +57,11 @@ const READS_PER_EVENT = 8;
 // are never copied in JS; only what it does not take is copied into the peer's queue.
 const scratch = Buffer.allocUnsafe(READ_CHUNK);
 
-// Explicitly typed, so TypeScript sees that cli.cli.usageError() and cli.fail() never return.
+// Explicitly typed, so TypeScript sees that cli.usageError() and cli.fail() never return.
 const cli: Cli = new Cli('asyncore-forward', USAGE);
 
 function isCode(err: unknown, ...codes: string[]): boolean {
   return err instanceof SocketError && codes.includes(err.code);
-}
-
-function describeError(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
 
 function familyOf(host: string): number {
@@ -317,11 +317,17 @@ class ForwardSide extends Dispatcher {
 class Forwarder extends Dispatcher {
   readonly #remote: readonly [string, number];
   readonly #splice: boolean;
+  readonly #verbose: boolean;
 
-  constructor(local: readonly [string, number], remote: readonly [string, number], splice: boolean) {
+  constructor(
+    local: readonly [string, number],
+    remote: readonly [string, number],
+    { splice, verbose }: { splice: boolean; verbose: boolean },
+  ) {
     super();
     this.#remote = remote;
     this.#splice = splice;
+    this.#verbose = verbose;
     this.createSocket(familyOf(local[0]));
     this.setReuseAddr();
     this.bind(local);
@@ -329,8 +335,11 @@ class Forwarder extends Dispatcher {
   }
 
   override handleAccepted(sock: Socket, addr: Address): void {
-    sock.setsockopt(IPPROTO_TCP, TCP_NODELAY, 1);
     const [host, port] = this.#remote;
+    if (this.#verbose) {
+      process.stderr.write(`Incoming connection from ${formatAddress(addr)}, forwarding to ${formatAddress([host, port])}\n`);
+    }
+    sock.setsockopt(IPPROTO_TCP, TCP_NODELAY, 1);
     let client: ForwardSide;
     let upstream: ForwardSide;
     try {
@@ -359,26 +368,24 @@ class Forwarder extends Dispatcher {
   override handleError(err: unknown): void {
     process.stderr.write(`asyncore-forward: accept: ${describeError(err)}\n`);
   }
-
-  /** HOST:PORT, unbracketed even for IPv6, as asyncore-echo prints it (startCli reads it). */
-  address(): string {
-    const name = this.socket instanceof Socket ? this.socket.getsockname() : '?';
-    return typeof name === 'string' ? name : `${name[0]}:${name[1]}`;
-  }
 }
 
-function formatAddress(addr: Address): string {
-  if (typeof addr === 'string') return addr;
-  return addr[0].includes(':') ? `[${addr[0]}]:${addr[1]}` : `${addr[0]}:${addr[1]}`;
+/** A host given under either of its two names (--local-host and --local-ip, say), if given. */
+function eitherName(names: [string, string], values: [string | undefined, string | undefined]): string | undefined {
+  const [a, b] = values;
+  if (a !== undefined && b !== undefined && a !== b) cli.usageError(`${names[0]} and ${names[1]} disagree: ${a}, ${b}`);
+  return a ?? b;
 }
 
 function main(): void {
   const parsed = cli.parse({
     options: {
       'local-host': { type: 'string', short: 'l' },
-      'local-port': { type: 'string', short: 'p' },
+      'local-ip': { type: 'string' },
+      'local-port': { type: 'string', short: 'p', default: DEFAULT_PORT },
       'remote-host': { type: 'string', short: 'r' },
-      'remote-port': { type: 'string', short: 'P' },
+      'remote-ip': { type: 'string' },
+      'remote-port': { type: 'string', short: 'P', default: DEFAULT_PORT },
       copy: { type: 'boolean', default: false },
       ...LOOP_FLAGS,
     },
@@ -387,25 +394,22 @@ function main(): void {
   });
   if (parsed === null) return;
   const { values } = parsed;
-  const localHost = values['local-host'];
-  const remoteHost = values['remote-host'];
-  if (localHost === undefined) cli.usageError('-l LOCAL_HOST is required');
-  if (remoteHost === undefined) cli.usageError('-r REMOTE_HOST is required');
+  const localHost =
+    eitherName(['--local-host', '--local-ip'], [values['local-host'], values['local-ip']]) ?? DEFAULT_LOCAL_HOST;
+  const remoteHost = eitherName(['--remote-host', '--remote-ip'], [values['remote-host'], values['remote-ip']]);
+  if (remoteHost === undefined) cli.usageError('-r REMOTE_HOST (or --remote-ip) is required');
   const localPort = cli.port(values['local-port'], '-p LOCAL_PORT');
   const remotePort = cli.port(values['remote-port'], '-P REMOTE_PORT', { allowZero: false });
-  const backend = cli.backend(values.backend);
-  const mode = cli.mode(values.mode);
+  const { mode, options } = cli.loopFlags(values);
 
   const splice = !values.copy && SplicePipe.supported;
-
-  let forwarder: Forwarder;
-  try {
-    forwarder = new Forwarder([localHost, localPort], [remoteHost, remotePort], splice);
-  } catch (err) {
-    cli.fail(`cannot listen on ${localHost}:${localPort}: ${describeError(err)}`);
-  }
-  const listening = `listening on ${forwarder.address()} (backend ${Cli.backendName(backend)}, mode ${mode}, ${splice ? 'splice' : 'copy'})`;
-  cli.run(mode, { backend, timeout: 30 }, { announce: listening });
+  const remote = [remoteHost, remotePort] as const;
+  const forwarder = cli.listen(
+    localHost,
+    localPort,
+    () => new Forwarder([localHost, localPort], remote, { splice, verbose: values.verbose }),
+  );
+  cli.run(mode, options, { announce: Cli.listening(forwarder, options.backend, mode, splice ? 'splice' : 'copy') });
 }
 
 main();

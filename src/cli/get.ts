@@ -2,16 +2,17 @@
 // asyncore-get: the classic asyncore HTTP client (the http_client example of Python's
 // asyncore documentation) as a tool.
 //
-//   asyncore-get URL [-o FILE] [-v] [--backend B] [--mode sync|thread] [--timeout S]
+//   asyncore-get URL [-o FILE] [-i] [-v] [--backend B] [--mode sync|thread] [--timeout S] [--trace]
 //
 // One Dispatcher connects, sends `GET path HTTP/1.0`, and reads until the server closes.
 // The status line and headers are parsed line by line as they arrive; the body is written
-// out chunk by chunk, so a large download never sits in memory. Exit status: 0 for a 2xx
+// out chunk by chunk, so a large download never sits in memory; with -i the status line and
+// headers go first, byte for byte as they came. Exit status: 0 for a 2xx
 // answer, 1 for any other answer or a failure (refused, unknown host, timeout), 2 for a
 // bad command line.
 import { closeSync, openSync, writeSync } from 'node:fs';
-import { constants } from 'node:os';
 
+import { errnoName } from '../errors.js';
 import {
   AF_INET,
   AF_INET6,
@@ -20,39 +21,30 @@ import {
   SO_ERROR,
   type ScheduledCall,
   Socket,
-  SocketError,
   callLater,
   closeAll,
 } from '../index.js';
-import { Cli, LOOP_FLAGS } from './common.js';
+import { Cli, LOOP_FLAGS, LOOP_USAGE, describeError, escapeControls, formatAddress } from './common.js';
 
 const USAGE = `usage: asyncore-get URL [options]
 
   URL               an http:// URL (https and other schemes are not supported)
   -o, --output FILE write the body to FILE instead of stdout
+  -i, --include     write the status line and the headers too, as they came, before the body
+                    (also for an answer that is not 2xx; the exit status is still 1 then)
   -v, --verbose     print the status line and the headers to stderr
-  --backend NAME    select | poll | epoll | auto (default auto)
-  --mode MODE       sync (loopSync on this thread) | thread (loop() on a native thread)
-                    (default sync)
   --timeout S       give up after S seconds without any progress (default 30)
-  -h, --help        show this help`;
+${LOOP_USAGE}`;
 
 /** A status line plus headers longer than this is not an HTTP server talking. */
 const MAX_HEAD_BYTES = 64 * 1024;
 const READ_CHUNK = 65536;
-
-const errnoNames = new Map(Object.entries(constants.errno).map(([name, number]) => [number, name]));
 
 // Explicitly typed, so TypeScript sees that cli.usageError() never returns.
 const cli: Cli = new Cli('asyncore-get', USAGE);
 
 function usageError(message: string): never {
   cli.usageError(message);
-}
-
-function describeError(err: unknown): string {
-  if (err instanceof SocketError) return err.code;
-  return err instanceof Error ? err.message : String(err);
 }
 
 /** Where to connect and what to ask for, from an http:// URL. */
@@ -154,7 +146,10 @@ class ResponseHead {
   }
 }
 
-/** Where the body goes: stdout, or a file that is only created once a 2xx answer arrives. */
+/**
+ * Where the body goes: stdout, or a file that is only created once a 2xx answer arrives (with
+ * -i, once the first byte does).
+ */
 class BodyOutput {
   bytes = 0;
   #fd: number | null = null;
@@ -190,21 +185,35 @@ class BodyOutput {
 
 type Outcome = { ok: true } | { ok: false; message: string };
 
+/** What the command line asks of the transfer besides the URL. */
+interface GetOptions {
+  /** -v: the status line and headers to stderr. */
+  verbose: boolean;
+  /** -i: the raw status line and headers to the output, before the body. */
+  include: boolean;
+  timeoutSeconds: number;
+}
+
 /** The HTTP/1.0 client: connect, send the request, read until EOF. */
 class HttpGet extends Dispatcher {
   outcome: Outcome | null = null;
   readonly #target: Target;
   readonly #head: ResponseHead;
   readonly #output: BodyOutput;
+  readonly #include: boolean;
+  /** With -i, an answer that is not 2xx: written out whole, then reported as a failure. */
+  #failure: Outcome | null = null;
   #request: Buffer;
   #idleTimer: ScheduledCall | null = null;
 
-  constructor(target: Target, output: BodyOutput, verbose: boolean, timeoutSeconds: number) {
+  constructor(target: Target, output: BodyOutput, { verbose, include, timeoutSeconds }: GetOptions) {
     super();
     this.#target = target;
     this.#output = output;
+    this.#include = include;
     this.#head = new ResponseHead((line) => {
-      if (verbose) process.stderr.write(`${line}\n`);
+      // The server chose these bytes: no terminal escapes from it reach the terminal.
+      if (verbose) process.stderr.write(`${escapeControls(line)}\n`);
     });
     this.#request = Buffer.from(
       `GET ${target.path} HTTP/1.0\r\nHost: ${target.hostHeader}\r\nUser-Agent: asyncore-get\r\n` +
@@ -237,12 +246,21 @@ class HttpGet extends Dispatcher {
     if (data.length === 0 || this.outcome !== null) return;
     this.#idleTimer?.reset();
     const body = this.#head.complete ? data : this.#head.feed(data);
+    // The head's bytes are the front of this chunk: the body (if any) is its tail.
+    const headBytes = body === null ? data : data.subarray(0, data.length - body.length);
+    if (this.#include && headBytes.length > 0 && body !== data) this.#output.write(headBytes);
     if (body === null) return;
     if (body !== data) {
-      // The head just ended: anything but a 2xx answer is a failure, and its body unwanted.
+      // The head just ended: anything but a 2xx answer is a failure, and its body unwanted
+      // unless -i asked for the whole answer.
       if (this.#head.status < 200 || this.#head.status > 299) {
-        this.#finish({ ok: false, message: `HTTP ${this.#head.status} ${this.#head.reason}`.trimEnd() });
-        return;
+        const reason = escapeControls(this.#head.reason);
+        const failure: Outcome = { ok: false, message: `HTTP ${this.#head.status} ${reason}`.trimEnd() };
+        if (!this.#include) {
+          this.#finish(failure);
+          return;
+        }
+        this.#failure = failure;
       }
       this.#output.open();
     }
@@ -264,7 +282,7 @@ class HttpGet extends Dispatcher {
       this.#finish({ ok: false, message: `the body ended after ${this.#output.bytes} of ${expected} bytes` });
       return;
     }
-    this.#finish({ ok: true });
+    this.#finish(this.#failure ?? { ok: true });
   }
 
   override handleError(err: unknown): void {
@@ -284,13 +302,12 @@ class HttpGet extends Dispatcher {
   #connectFailure(): string {
     const sock = this.socket;
     const errno = sock instanceof Socket && !sock.closed ? sock.getsockopt(SOL_SOCKET, SO_ERROR) : 0;
-    const reason = errno === 0 ? 'the connection closed' : (errnoNames.get(errno) ?? `errno ${errno}`);
+    const reason = errno === 0 ? 'the connection closed' : errnoName(errno);
     return `cannot connect to ${this.#where()}: ${reason}`;
   }
 
   #where(): string {
-    const { host, port } = this.#target;
-    return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+    return formatAddress([this.#target.host, this.#target.port]);
   }
 }
 
@@ -298,7 +315,7 @@ function main(): void {
   const parsed = cli.parse({
     options: {
       output: { type: 'string', short: 'o' },
-      verbose: { type: 'boolean', short: 'v', default: false },
+      include: { type: 'boolean', short: 'i', default: false },
       timeout: { type: 'string', default: '30' },
       ...LOOP_FLAGS,
     },
@@ -309,8 +326,7 @@ function main(): void {
   const { values, positionals } = parsed;
   if (positionals.length !== 1) usageError(positionals.length === 0 ? 'a URL is required' : 'only one URL, please');
   const target = parseTarget(positionals[0] as string);
-  const backend = cli.backend(values.backend);
-  const mode = cli.mode(values.mode);
+  const { mode, options } = cli.loopFlags(values);
   const timeout = Number(values.timeout);
   if (!Number.isFinite(timeout) || timeout <= 0)
     usageError(`--timeout must be a positive number, not ${values.timeout}`);
@@ -326,10 +342,11 @@ function main(): void {
   const output = new BodyOutput(values.output ?? null);
   let client: HttpGet;
   try {
-    client = new HttpGet(target, output, values.verbose, timeout);
+    client = new HttpGet(target, output, { verbose: values.verbose, include: values.include, timeoutSeconds: timeout });
   } catch (err) {
     // A host that does not resolve, or a connect() refused on the spot.
-    process.stderr.write(`asyncore-get: cannot connect to ${target.host}:${target.port}: ${describeError(err)}\n`);
+    const where = formatAddress([target.host, target.port]);
+    process.stderr.write(`asyncore-get: cannot connect to ${where}: ${describeError(err)}\n`);
     closeAll();
     process.exit(1);
   }
@@ -345,7 +362,7 @@ function main(): void {
       process.exitCode = 1;
     }
   };
-  cli.run(mode, { backend, timeout: 30 }, { onSignal: stop, onDone: report });
+  cli.run(mode, options, { onSignal: stop, onDone: report });
 }
 
 main();

@@ -2,6 +2,7 @@
 // asyncore-http: a small HTTP/1.1 file server on AsyncChat, the classic use of asynchat.
 //
 //   asyncore-http [--host 127.0.0.1] [--port 8000] [--root DIR] [--backend auto] [--mode sync] [--quiet]
+//                 [--trace [-v]]
 //
 // Each connection is an HttpChannel. The terminator '\r\n\r\n' frames a request head; a body
 // announced by Content-Length is then read with a numeric terminator. Replies go out through
@@ -24,18 +25,16 @@ import {
   Socket,
   TCP_NODELAY,
 } from '../index.js';
-import { Cli, LOOP_FLAGS } from './common.js';
+import { Cli, LOOP_FLAGS, LOOP_USAGE, escapeControls, formatAddress } from './common.js';
 
 const USAGE = `usage: asyncore-http [options]
 
   --host HOST       address to listen on (default 127.0.0.1)
   --port PORT       port to listen on; 0 picks a free one (default 8000)
   --root DIR        serve the files under DIR (default: a hello page at /)
-  --backend NAME    select | poll | epoll | auto (default auto)
-  --mode MODE       sync (loopSync on this thread) | thread (loop() on a native thread)
-                    (default sync)
   --quiet           no access log (one stderr line per request otherwise)
-  -h, --help        show this help`;
+  -v, --verbose     with --trace, name each fd's dispatcher
+${LOOP_USAGE}`;
 
 // Explicitly typed, so TypeScript sees that cli.usageError() and cli.fail() never return.
 const cli: Cli = new Cli('asyncore-http', USAGE);
@@ -361,12 +360,13 @@ class HttpChannel extends AsyncChat {
   #log(request: Request | null, status: number, length: number): void {
     if (!this.logRequests) return;
     const line = request === null ? '-' : `${request.method} ${request.target} HTTP/${request.version}`;
-    process.stderr.write(`${this.peer} "${line.slice(0, 200)}" ${status} ${length}\n`);
+    // The request target is the client's text: escaped, it cannot drive the terminal.
+    process.stderr.write(`${this.peer} "${escapeControls(line.slice(0, 200))}" ${status} ${length}\n`);
   }
 
   /** An error reply, then the connection closes: after a bad request the stream cannot be trusted. */
   #fail(status: number, why: string): void {
-    if (this.logRequests) process.stderr.write(`${this.peer} ${why}\n`);
+    if (this.logRequests) process.stderr.write(`${this.peer} ${escapeControls(why)}\n`);
     this.#replyFixed(null, status, false, false);
     this.#finish();
   }
@@ -402,13 +402,7 @@ class HttpServer extends Dispatcher {
 
   override handleAccepted(sock: Socket, addr: Address): void {
     sock.setsockopt(IPPROTO_TCP, TCP_NODELAY, 1);
-    const peer = typeof addr === 'string' ? addr : `${addr[0]}:${addr[1]}`;
-    new HttpChannel(sock, this.root, peer, this.logRequests);
-  }
-
-  address(): string {
-    const name = this.socket instanceof Socket ? this.socket.getsockname() : '?';
-    return typeof name === 'string' ? name : `${name[0]}:${name[1]}`;
+    new HttpChannel(sock, this.root, formatAddress(addr), this.logRequests);
   }
 }
 
@@ -427,8 +421,7 @@ function main(): void {
   if (parsed === null) return;
   const { values } = parsed;
   const port = cli.port(values.port, '--port');
-  const backend = cli.backend(values.backend);
-  const mode = cli.mode(values.mode);
+  const { mode, options } = cli.loopFlags(values);
   let root: string | null = null;
   if (values.root !== undefined) {
     try {
@@ -439,14 +432,8 @@ function main(): void {
     if (!statSync(root).isDirectory()) cli.usageError(`--root ${values.root} is not a directory`);
   }
 
-  let server: HttpServer;
-  try {
-    server = new HttpServer(values.host, port, root, !values.quiet);
-  } catch (err) {
-    cli.fail(`cannot listen on ${values.host}:${port}: ${(err as Error).message}`);
-  }
-  const listening = `listening on ${server.address()} (backend ${Cli.backendName(backend)}, mode ${mode})`;
-  cli.run(mode, { backend, timeout: 30 }, { announce: listening });
+  const server = cli.listen(values.host, port, () => new HttpServer(values.host, port, root, !values.quiet));
+  cli.run(mode, options, { announce: Cli.listening(server, options.backend, mode) });
 }
 
 main();
