@@ -231,7 +231,10 @@ export class Cli {
   } {
     const backend = this.backend(values.backend);
     const mode = this.mode(values.mode);
-    return { mode, options: { backend, timeout: 30, ...(values.trace ? { trace: traceToStderr(values.verbose) } : {}) } };
+    return {
+      mode,
+      options: { backend, timeout: 30, ...(values.trace ? { trace: traceToStderr(values.verbose) } : {}) },
+    };
   }
 
   /**

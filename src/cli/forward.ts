@@ -337,7 +337,9 @@ class Forwarder extends Dispatcher {
   override handleAccepted(sock: Socket, addr: Address): void {
     const [host, port] = this.#remote;
     if (this.#verbose) {
-      process.stderr.write(`Incoming connection from ${formatAddress(addr)}, forwarding to ${formatAddress([host, port])}\n`);
+      process.stderr.write(
+        `Incoming connection from ${formatAddress(addr)}, forwarding to ${formatAddress([host, port])}\n`,
+      );
     }
     sock.setsockopt(IPPROTO_TCP, TCP_NODELAY, 1);
     let client: ForwardSide;
