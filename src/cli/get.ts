@@ -151,6 +151,7 @@ class ResponseHead {
  * -i, once the first byte does).
  */
 class BodyOutput {
+  /** Body bytes written so far (with -i, the head written before them does not count). */
   bytes = 0;
   #fd: number | null = null;
 
@@ -160,7 +161,7 @@ class BodyOutput {
     if (this.#fd === null) this.#fd = this.path === null ? 1 : openSync(this.path, 'w');
   }
 
-  write(chunk: Uint8Array): void {
+  write(chunk: Uint8Array, isBody = true): void {
     if (this.#fd === null) this.open();
     const fd = this.#fd as number;
     let offset = 0;
@@ -174,7 +175,7 @@ class BodyOutput {
         Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2);
       }
     }
-    this.bytes += chunk.length;
+    if (isBody) this.bytes += chunk.length;
   }
 
   close(): void {
@@ -248,7 +249,7 @@ class HttpGet extends Dispatcher {
     const body = this.#head.complete ? data : this.#head.feed(data);
     // The head's bytes are the front of this chunk: the body (if any) is its tail.
     const headBytes = body === null ? data : data.subarray(0, data.length - body.length);
-    if (this.#include && headBytes.length > 0 && body !== data) this.#output.write(headBytes);
+    if (this.#include && headBytes.length > 0 && body !== data) this.#output.write(headBytes, false);
     if (body === null) return;
     if (body !== data) {
       // The head just ended: anything but a 2xx answer is a failure, and its body unwanted
