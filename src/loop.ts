@@ -108,7 +108,7 @@ function chooseBackend(backend: string | undefined, usePoll: boolean | undefined
 
 /** Seconds (float) to the milliseconds the native wait takes; Infinity waits forever. */
 function timeoutMs(seconds: unknown): number {
-  const value = seconds ?? 30;
+  const value = seconds === undefined ? 30 : seconds;
   if (typeof value !== 'number') throw new TypeError(`timeout must be a number of seconds (got ${describe(value)})`);
   if (Number.isNaN(value) || value < 0) {
     throw new RangeError(`timeout must be a number of seconds >= 0 (got ${String(value)})`);
