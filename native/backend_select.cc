@@ -80,7 +80,8 @@ class SelectBackend final : public Backend {
   int ReportClosedFds(ReadyEvent* out, int capacity) const {
     int count = 0;
     for (int fd = 0; fd <= max_fd_ && count < capacity; fd++) {
-      bool watched = FD_ISSET(fd, &read_in_) || FD_ISSET(fd, &write_in_) || FD_ISSET(fd, &except_in_);
+      bool watched =
+          FD_ISSET(fd, &read_in_) || FD_ISSET(fd, &write_in_) || FD_ISSET(fd, &except_in_);
       if (watched && !FdIsOpen(fd)) out[count++] = ReadyEvent{fd, POLLNVAL};
     }
     return count > 0 ? count : -EBADF;

@@ -165,7 +165,7 @@ function checkOptions(options: unknown): CheckedOptions {
     backend: chooseBackend(backend as string | undefined, usePoll as boolean | undefined),
     count: (count as number | undefined) ?? Infinity,
     trace: trace as ((it: IterationTrace) => void) | undefined,
-    signal: signal as AbortSignal | undefined,
+    signal,
   };
 }
 
@@ -666,7 +666,9 @@ function iterateSync(
  * `count` iterations ran. Each iteration asks the dispatchers `readable()`/`writable()`, waits, then
  * dispatches (see {@link readwrite}) and runs the {@link callLater} timers that are due. What a handler
  * throws goes to its `handleError()`, except {@link ExitNow}, which is thrown on from here. A second
- * loop on a map that is already being polled throws.
+ * loop on a map that is already being polled throws. Options are checked before anything runs
+ * (`TypeError` for a wrong type, `RangeError` for a negative or NaN `timeout`/`count`, `Error` for an
+ * unknown backend); an aborted `signal` stops it after the current iteration with `signal.reason`.
  *
  * ```ts
  * new EchoServer('127.0.0.1', 8080);
@@ -722,7 +724,8 @@ export function poll2(timeout = 0, map?: SocketMap): void {
  * as one batch per iteration, and Node's timers, promises and I/O keep running meanwhile.
  * Handlers still run on the JS thread, with {@link loopSync}'s semantics. Resolves when the map is
  * empty or `count` iterations ran; rejects with what a handler threw past handleError (ExitNow
- * included). Interest that changes outside a handler (a timer calls `send()`, a new dispatcher)
+ * included), and with what {@link loopSync} would throw for bad options or an aborted `signal`.
+ * Interest that changes outside a handler (a timer calls `send()`, a new dispatcher) or an abort
  * wakes the thread at once. The loop keeps Node alive while it runs, unless `unref()`'d.
  *
  * ```ts
@@ -731,21 +734,23 @@ export function poll2(timeout = 0, map?: SocketMap): void {
  * ```
  */
 export function loop(options: LoopOptions = {}): LoopPromise {
-  let checked: CheckedOptions;
-  try {
-    checked = checkOptions(options);
-    checked.signal?.throwIfAborted();
-  } catch (err) {
-    return withRef(Promise.reject(err as Error) as LoopPromise, null);
-  }
-  const { map, timeoutMs: loopTimeoutMs, backend, count, trace, signal } = checked;
-
   let resolve: () => void = () => undefined;
   let reject: (err: unknown) => void = () => undefined;
   const promise = new Promise<void>((res, rej) => {
     resolve = res;
     reject = rej;
   }) as LoopPromise;
+
+  // Bad options reject, as everything the loop meets does; nothing has run then.
+  let checked: CheckedOptions;
+  try {
+    checked = checkOptions(options);
+    checked.signal?.throwIfAborted();
+  } catch (err) {
+    reject(err);
+    return withRef(promise, null);
+  }
+  const { map, timeoutMs: loopTimeoutMs, backend, count, trace, signal } = checked;
 
   if (map.size === 0 || count <= 0) {
     resolve();

@@ -94,7 +94,7 @@ describe.each(BACKENDS)('signal (%s)', (backend) => {
         ),
       );
       const err = await failureOf(
-        runLoop(mode, { map, backend, timeout: 5, signal: controller.signal, trace: () => void iterations++ }),
+        runLoop(mode, { map, backend, timeout: 5, signal: controller.signal, trace: () => (iterations += 1) }),
       );
       expect(err).toBe(reason);
       // The iteration whose timer aborted was the last one.

@@ -190,7 +190,7 @@ describe.each(BACKENDS)('hang-ups lose no data (%s)', (backend) => {
       listener.createSocket(AF_INET);
       listener.bind(['127.0.0.1', 0]);
       listener.listen(1);
-      const port = (listener.socket?.getsockname() as [string, number])[1];
+      const [, port] = (listener.socket as Socket).getsockname() as [string, number];
       const peer = spawn(
         'python3',
         [
