@@ -127,7 +127,7 @@ function checkMap(map: unknown): SocketMap {
   return map as SocketMap;
 }
 
-/** LoopOptions after the checks API.md lists, before anything runs. */
+/** LoopOptions once checked, with their defaults filled in. */
 interface CheckedOptions {
   map: SocketMap;
   timeoutMs: number;
