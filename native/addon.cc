@@ -297,6 +297,11 @@ Napi::Value JsSignalWakeupFd(const Napi::CallbackInfo& info) {
   return Result(info.Env(), SignalWakeupFd(IntArg(info, 0, "signal")));
 }
 
+// bytesReadable(fd) -> bytes queued for reading, or -errno
+Napi::Value JsBytesReadable(const Napi::CallbackInfo& info) {
+  return Result(info.Env(), BytesReadable(IntArg(info, 0, "fd")));
+}
+
 Napi::Value JsAvailableBackends(const Napi::CallbackInfo& info) {
   const auto& backends = AvailableBackends();
   Napi::Array names = Napi::Array::New(info.Env(), backends.size());
@@ -447,6 +452,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("strerror", Napi::Function::New<JsStrerror>(env, "strerror"));
   exports.Set("availableBackends",
               Napi::Function::New<JsAvailableBackends>(env, "availableBackends"));
+  exports.Set("bytesReadable", Napi::Function::New<JsBytesReadable>(env, "bytesReadable"));
   exports.Set("Reactor", ReactorWrap::Define(env));
   InitBridge(env, exports);
   return exports;

@@ -1,6 +1,9 @@
 // The table of backends, best first, and the clock they share.
 #include "backend.h"
 
+#include <fcntl.h>
+
+#include <algorithm>
 #include <cerrno>
 #include <ctime>
 
@@ -30,5 +33,17 @@ int64_t MonotonicMs() {
   clock_gettime(CLOCK_MONOTONIC, &now);
   return static_cast<int64_t>(now.tv_sec) * 1000 + now.tv_nsec / 1000000;
 }
+
+int WaitRetryingEintr(int64_t timeout_ms, const std::function<int(int64_t)>& wait) {
+  int64_t deadline = timeout_ms > 0 ? MonotonicMs() + timeout_ms : 0;
+  for (;;) {
+    int ready = wait(timeout_ms);
+    if (ready >= 0) return ready;
+    if (errno != EINTR) return -errno;
+    if (timeout_ms > 0) timeout_ms = std::max<int64_t>(0, deadline - MonotonicMs());
+  }
+}
+
+bool FdIsOpen(int fd) { return fd >= 0 && ::fcntl(fd, F_GETFD) >= 0; }
 
 }  // namespace aco

@@ -13,6 +13,7 @@
 #define ASYNCORE_NATIVE_BACKEND_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -63,6 +64,15 @@ std::unique_ptr<Backend> CreateBackend(const std::string& name, int* error);
 
 // Now on the monotonic clock, in milliseconds (for waits that resume after EINTR).
 int64_t MonotonicMs();
+
+// Runs one blocking wait, wait(remaining_ms), again after each EINTR with the time that is
+// left of timeout_ms (negative: forever), as PEP 475 asks. `wait` returns what the system
+// call returned (-1 with errno set on failure); the result is that count or -errno.
+int WaitRetryingEintr(int64_t timeout_ms, const std::function<int(int64_t)>& wait);
+
+// Whether fd is an open file descriptor (fcntl F_GETFD). Backends check this before they
+// grow a table by an fd's value, so a bogus fd number costs nothing.
+bool FdIsOpen(int fd);
 
 std::unique_ptr<Backend> CreateSelectBackend(int* error);
 std::unique_ptr<Backend> CreatePollBackend(int* error);

@@ -74,17 +74,13 @@ class EpollBackend final : public Backend {
   }
 
   int Wait(int64_t timeout_ms, ReadyEvent* out, int capacity) override {
-    int64_t deadline = timeout_ms > 0 ? MonotonicMs() + timeout_ms : 0;
     int room = static_cast<int>(std::min(results_.size(), static_cast<size_t>(capacity)));
-    int ready;
-    for (;;) {
-      int wait_ms = static_cast<int>(std::min<int64_t>(timeout_ms, INT32_MAX));
-      ready =
-          ::epoll_wait(epfd_, results_.data(), std::max(room, 1), timeout_ms < 0 ? -1 : wait_ms);
-      if (ready >= 0) break;
-      if (errno != EINTR) return -errno;
-      if (timeout_ms > 0) timeout_ms = std::max<int64_t>(0, deadline - MonotonicMs());
-    }
+    int ready = WaitRetryingEintr(timeout_ms, [this, room](int64_t remaining_ms) {
+      int wait_ms = static_cast<int>(std::min<int64_t>(remaining_ms, INT32_MAX));
+      return ::epoll_wait(epfd_, results_.data(), std::max(room, 1),
+                          remaining_ms < 0 ? -1 : wait_ms);
+    });
+    if (ready < 0) return ready;
     ready = std::min(ready, capacity);
     for (int i = 0; i < ready; i++) {
       out[i] = ReadyEvent{results_[i].data.fd, FromEpoll(results_[i].events)};

@@ -19,6 +19,10 @@ class PollBackend final : public Backend {
   int Set(int fd, uint32_t /*old_mask*/, uint32_t new_mask) override {
     if (fd < 0) return -EBADF;
     if (static_cast<size_t>(fd) >= slot_of_fd_.size()) {
+      // Unknown so far: nothing to remove, and a table grown for an fd that is not open
+      // would cost memory by the fd's value.
+      if (new_mask == 0) return 0;
+      if (!FdIsOpen(fd)) return -EBADF;
       slot_of_fd_.resize(std::max<size_t>(static_cast<size_t>(fd) + 1, slot_of_fd_.size() * 2),
                          kAbsent);
     }
@@ -33,6 +37,7 @@ class PollBackend final : public Backend {
       return 0;
     }
     if (slot == kAbsent) {
+      if (!FdIsOpen(fd)) return -EBADF;
       slot_of_fd_[fd] = static_cast<int>(fds_.size());
       fds_.push_back(pollfd{fd, static_cast<short>(new_mask), 0});
     } else {
@@ -42,15 +47,11 @@ class PollBackend final : public Backend {
   }
 
   int Wait(int64_t timeout_ms, ReadyEvent* out, int capacity) override {
-    int64_t deadline = timeout_ms > 0 ? MonotonicMs() + timeout_ms : 0;
-    int ready;
-    for (;;) {
-      int wait_ms = static_cast<int>(std::min<int64_t>(timeout_ms, INT32_MAX));
-      ready = ::poll(fds_.data(), fds_.size(), timeout_ms < 0 ? -1 : wait_ms);
-      if (ready >= 0) break;
-      if (errno != EINTR) return -errno;
-      if (timeout_ms > 0) timeout_ms = std::max<int64_t>(0, deadline - MonotonicMs());
-    }
+    int ready = WaitRetryingEintr(timeout_ms, [this](int64_t remaining_ms) {
+      int wait_ms = static_cast<int>(std::min<int64_t>(remaining_ms, INT32_MAX));
+      return ::poll(fds_.data(), fds_.size(), remaining_ms < 0 ? -1 : wait_ms);
+    });
+    if (ready < 0) return ready;
     int count = 0;
     for (size_t i = 0; i < fds_.size() && count < ready && count < capacity; i++) {
       if (fds_[i].revents != 0) out[count++] = ReadyEvent{fds_[i].fd, fds_[i].revents};

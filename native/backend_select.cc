@@ -42,24 +42,21 @@ class SelectBackend final : public Backend {
   }
 
   int Wait(int64_t timeout_ms, ReadyEvent* out, int capacity) override {
-    int64_t deadline = timeout_ms > 0 ? MonotonicMs() + timeout_ms : 0;
-    int ready;
-    for (;;) {
+    int ready = WaitRetryingEintr(timeout_ms, [this](int64_t remaining_ms) {
       std::memcpy(&read_out_, &read_in_, sizeof(fd_set));
       std::memcpy(&write_out_, &write_in_, sizeof(fd_set));
       std::memcpy(&except_out_, &except_in_, sizeof(fd_set));
       timeval tv{};
       timeval* tvp = nullptr;
-      if (timeout_ms >= 0) {
-        tv.tv_sec = static_cast<time_t>(timeout_ms / 1000);
-        tv.tv_usec = static_cast<suseconds_t>((timeout_ms % 1000) * 1000);
+      if (remaining_ms >= 0) {
+        tv.tv_sec = static_cast<time_t>(remaining_ms / 1000);
+        tv.tv_usec = static_cast<suseconds_t>((remaining_ms % 1000) * 1000);
         tvp = &tv;
       }
-      ready = ::select(max_fd_ + 1, &read_out_, &write_out_, &except_out_, tvp);
-      if (ready >= 0) break;
-      if (errno != EINTR) return -errno;
-      if (timeout_ms > 0) timeout_ms = std::max<int64_t>(0, deadline - MonotonicMs());
-    }
+      return ::select(max_fd_ + 1, &read_out_, &write_out_, &except_out_, tvp);
+    });
+    if (ready == -EBADF) return ReportClosedFds(out, capacity);
+    if (ready < 0) return ready;
     int count = 0;
     for (int fd = 0; fd <= max_fd_ && count < capacity && ready > 0; fd++) {
       int32_t events = 0;
@@ -77,6 +74,19 @@ class SelectBackend final : public Backend {
   int WatchedCount() const override { return watched_; }
 
  private:
+  // select() fails as a whole when one watched fd is closed: find those fds and report each
+  // as POLLNVAL (what poll() says of them), so the rest of the set is still served. Returns
+  // -EBADF when every watched fd is open again (the closed one was reused meanwhile).
+  int ReportClosedFds(ReadyEvent* out, int capacity) const {
+    int count = 0;
+    for (int fd = 0; fd <= max_fd_ && count < capacity; fd++) {
+      bool watched =
+          FD_ISSET(fd, &read_in_) || FD_ISSET(fd, &write_in_) || FD_ISSET(fd, &except_in_);
+      if (watched && !FdIsOpen(fd)) out[count++] = ReadyEvent{fd, POLLNVAL};
+    }
+    return count > 0 ? count : -EBADF;
+  }
+
   static void Update(fd_set* set, int fd, bool on) {
     if (on) {
       FD_SET(fd, set);

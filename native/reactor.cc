@@ -2,6 +2,7 @@
 
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -24,7 +25,14 @@ int Reactor::SetInterest(int fd, uint32_t mask) {
   if (fd < 0) return -EBADF;
   uint32_t old_mask = InterestOf(fd);
   if (old_mask == mask) return 0;
+  // A new fd must be open before any table grows by its value (a map key of 2^31-1).
+  if (old_mask == 0 && !FdIsOpen(fd)) return -EBADF;
   int status = backend_->Set(fd, old_mask, mask);
+  if (status == -EBADF && old_mask != 0) {
+    // Closed behind our back: the kernel watches it no more, and neither do we.
+    backend_->Set(fd, old_mask, 0);
+    interest_[fd] = 0;
+  }
   if (status < 0) return status;
   if (static_cast<size_t>(fd) >= interest_.size()) {
     size_t grown = interest_.size() < 64 ? 64 : interest_.size();
@@ -58,6 +66,12 @@ int Reactor::Poll(int64_t timeout_ms, bool* woken) {
     }
   }
   return count;
+}
+
+int BytesReadable(int fd) {
+  int queued = 0;
+  if (::ioctl(fd, FIONREAD, &queued) < 0) return -errno;
+  return queued;
 }
 
 int Reactor::EnableWakeups(int* fd) {

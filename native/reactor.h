@@ -17,6 +17,10 @@
 
 namespace aco {
 
+// The bytes queued for reading on fd (ioctl FIONREAD: TCP, UNIX sockets, pipes), or -errno.
+// The loop asks it only on hang-ups, to tell a reader that is draining from one that is not.
+int BytesReadable(int fd);
+
 class Reactor {
  public:
   // Creates a reactor on the backend called `name` ("auto" for the best one).

@@ -109,6 +109,8 @@ export interface NativeBinding {
   /** Routes a signal to a wake-up pipe as well (Python's set_wakeup_fd); its read end or -errno. */
   signalWakeupFd(signal: number): number;
   availableBackends(): string[];
+  /** Bytes queued for reading on fd (ioctl FIONREAD), or -errno. */
+  bytesReadable(fd: number): number;
   Reactor: new (backend: string) => NativeReactor;
   ThreadLoop: new (backend: string, onBatch: BatchCallback) => NativeThreadLoop;
 }

@@ -78,7 +78,10 @@ export const {
    * Poll event flag, only ever reported: an error on the fd; {@link readwrite} calls `handleClose()`.
    */
   POLLERR,
-  /** Poll event flag, only ever reported: the peer hung up; {@link readwrite} calls `handleClose()`. */
+  /**
+   * Poll event flag, only ever reported: the peer hung up; {@link readwrite} calls `handleClose()` once
+   * the input still queued has been read.
+   */
   POLLHUP,
   /**
    * Poll event flag, only ever reported: the fd is not open; {@link readwrite} calls `handleClose()`.

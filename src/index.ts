@@ -7,7 +7,7 @@
  *   a native thread, so Node's own event loop keeps running.
  * - Subclass {@link Dispatcher}, {@link DispatcherWithSend} or {@link AsyncChat} and override their
  *   `handle*` events; {@link Socket} is the raw socket underneath.
- * - {@link callLater} runs timers inside the loop.
+ * - {@link callLater} and {@link callEvery} run timers inside the loop.
  *
  * ```ts
  * import { Dispatcher, DispatcherWithSend, loopSync, type Socket } from 'asyncore';
@@ -61,6 +61,6 @@ export {
   type LoopOptions,
   type LoopPromise,
 } from './loop.js';
-export { callLater, ScheduledCall } from './timers.js';
+export { callEvery, callLater, ScheduledCall } from './timers.js';
 export { SignalDispatcher } from './signals.js';
 export { AsyncChat, SimpleProducer, findPrefixAtEnd, type Producer, type Terminator } from './asynchat.js';

@@ -71,6 +71,13 @@ export interface LoopOptions {
    * teaching (`asyncore-echo --trace` prints it).
    */
   trace?: (it: IterationTrace) => void;
+  /**
+   * Stops the loop after the current iteration when aborted, leaving the map as it is (as
+   * {@link ExitNow} does): {@link loopSync} throws and {@link loop} rejects with `signal.reason`. An
+   * already aborted signal stops it before the first iteration. In {@link loop} an abort ends the
+   * native thread's wait at once.
+   */
+  signal?: AbortSignal;
 }
 
 /** loop()'s promise, with the means to let Node exit while it runs. */
@@ -89,29 +96,77 @@ export function availableBackends(): string[] {
   return native.availableBackends();
 }
 
-function chooseBackend(options: LoopOptions): string {
-  const requested = options.backend ?? (options.usePoll === true ? 'poll' : 'select');
+function chooseBackend(backend: string | undefined, usePoll: boolean | undefined): string {
+  const requested = backend ?? (usePoll === true ? 'poll' : 'select');
   const available = availableBackends();
   if (requested === 'auto') return available[0] ?? 'select';
-  if (typeof requested !== 'string' || !available.includes(requested)) {
+  if (!available.includes(requested)) {
     throw new Error(`backend ${JSON.stringify(requested)} is not available here; available: ${available.join(', ')}`);
   }
   return requested;
 }
 
 /** Seconds (float) to the milliseconds the native wait takes; Infinity waits forever. */
-function timeoutMs(seconds: number | undefined): number {
-  const value = seconds ?? 30;
-  if (typeof value !== 'number' || Number.isNaN(value) || value < 0) {
+function timeoutMs(seconds: unknown): number {
+  const value = seconds === undefined ? 30 : seconds;
+  if (typeof value !== 'number') throw new TypeError(`timeout must be a number of seconds (got ${describe(value)})`);
+  if (Number.isNaN(value) || value < 0) {
     throw new RangeError(`timeout must be a number of seconds >= 0 (got ${String(value)})`);
   }
   return value === Infinity ? -1 : Math.ceil(value * 1000);
 }
 
-function checkCount(count: number | undefined): void {
-  if (count !== undefined && (typeof count !== 'number' || !Number.isInteger(count))) {
-    throw new TypeError(`count must be an integer (got ${String(count)})`);
+function describe(value: unknown): string {
+  if (value === null) return 'null';
+  return typeof value === 'string' ? JSON.stringify(value) : typeof value;
+}
+
+function checkMap(map: unknown): SocketMap {
+  if (map === undefined) return socketMap;
+  if (!(map instanceof Map)) throw new TypeError(`map must be a Map (got ${describe(map)})`);
+  return map as SocketMap;
+}
+
+/** LoopOptions once checked, with their defaults filled in. */
+interface CheckedOptions {
+  map: SocketMap;
+  timeoutMs: number;
+  backend: string;
+  count: number;
+  trace: ((it: IterationTrace) => void) | undefined;
+  signal: AbortSignal | undefined;
+}
+
+function checkOptions(options: unknown): CheckedOptions {
+  if (typeof options !== 'object' || options === null) {
+    throw new TypeError(`loop options must be an object (got ${describe(options)})`);
   }
+  const { timeout, usePoll, backend, map, count, trace, signal } = options as Record<string, unknown>;
+  const expect = (name: string, value: unknown, type: string): void => {
+    if (value !== undefined && typeof value !== type) {
+      throw new TypeError(`${name} must be a ${type} (got ${describe(value)})`);
+    }
+  };
+  expect('count', count, 'number');
+  expect('trace', trace, 'function');
+  expect('backend', backend, 'string');
+  expect('usePoll', usePoll, 'boolean');
+  if (signal !== undefined && !(signal instanceof AbortSignal)) {
+    throw new TypeError(`signal must be an AbortSignal (got ${describe(signal)})`);
+  }
+  const checkedMap = checkMap(map);
+  const ms = timeoutMs(timeout);
+  if (typeof count === 'number' && (Number.isNaN(count) || count < 0)) {
+    throw new RangeError(`count must be a number >= 0 (got ${String(count)})`);
+  }
+  return {
+    map: checkedMap,
+    timeoutMs: ms,
+    backend: chooseBackend(backend as string | undefined, usePoll as boolean | undefined),
+    count: (count as number | undefined) ?? Infinity,
+    trace: trace as ((it: IterationTrace) => void) | undefined,
+    signal,
+  };
 }
 
 // --- Python's per-event helpers ----------------------------------------------------------
@@ -149,6 +204,10 @@ export function write(obj: Dispatcher): void {
   }
 }
 
+function closedFd(obj: Dispatcher): void {
+  handlerFailed(obj, errnoError(-EBADF, 'select', `fd ${String(obj.fileno())}`));
+}
+
 function exception(obj: Dispatcher): void {
   try {
     obj.handleExptEvent();
@@ -161,16 +220,48 @@ function exception(obj: Dispatcher): void {
  * Python's `asyncore.readwrite()`: dispatches one `poll()`-style result, in Python's order:
  * `POLLIN` to `handleReadEvent()`, `POLLOUT` to `handleWriteEvent()`, `POLLPRI` to `handleExptEvent()`,
  * then `POLLHUP`/`POLLERR`/`POLLNVAL` to `handleClose()`. Errors are routed as in {@link read}.
+ *
+ * One deliberate difference from Python: a hang-up loses no data. When `POLLHUP` or `POLLERR` comes
+ * with `POLLIN` and the read handler consumed some of the bytes queued on the fd but not all, there is
+ * no `handleClose()` yet: the fd is reported again in the next iteration, and the dispatcher keeps
+ * reading until its read side reaches the end (an empty `recv()` closes it by the usual path) or every
+ * queued byte was read. A read handler that consumed nothing, or one that closed the dispatcher
+ * itself, ends it at once, as in Python (then without a second `handleClose()`).
  */
 export function readwrite(obj: Dispatcher, flags: number): void {
   try {
-    if (flags & POLLIN) obj.handleReadEvent();
+    let hangUp = (flags & (POLLHUP | POLLERR | POLLNVAL)) !== 0;
+    if (flags & POLLIN) {
+      if (hangUp) hangUp = readOnHangUp(obj);
+      else obj.handleReadEvent();
+    }
     if (flags & POLLOUT) obj.handleWriteEvent();
     if (flags & POLLPRI) obj.handleExptEvent();
-    if (flags & (POLLHUP | POLLERR | POLLNVAL)) obj.handleClose();
+    if (hangUp) obj.handleClose();
   } catch (err) {
     handlerFailed(obj, err);
   }
+}
+
+/**
+ * `handleReadEvent()` for a hang-up that came with readable data. Returns whether the hang-up
+ * should close the dispatcher now: not while the handler is draining bytes that are still
+ * queued (the level-triggered backend reports the fd again), and not when the handler already
+ * closed it.
+ */
+function readOnHangUp(obj: Dispatcher): boolean {
+  const fd = obj.fileno();
+  if (fd === null) {
+    obj.handleReadEvent();
+    return true;
+  }
+  const before = native.bytesReadable(fd);
+  obj.handleReadEvent();
+  // Closed by its own handler (EOF or an error): that was its close.
+  if (obj.fileno() !== fd) return obj.fileno() !== null;
+  if (before <= 0) return true;
+  const after = native.bytesReadable(fd);
+  return !(after > 0 && after < before);
 }
 
 // --- The poller: one map's interest, kept in a backend ------------------------------------
@@ -211,6 +302,14 @@ class Poller implements MapWatcher {
   readonly #leftOutsideTurn: { fd: number; dispatcher: Dispatcher }[] = [];
   #scanEverything = true;
   #watchedCount = 0;
+  /** Map keys the kernel refused as not open (EBADF) this iteration: reported after the wait. */
+  readonly #invalid: number[] = [];
+  /**
+   * Hung-up fds with unread input whose dispatcher is not reading now (back-pressure): kept out
+   * of the kernel until readable() says yes again, since poll() reports a hang-up whatever the
+   * mask, and a dispatcher that ignores it would spin.
+   */
+  readonly #parked = new Set<number>();
   /** [fd, events] pairs of the last wait. */
   ready = new Int32Array(256);
   #owners: (Dispatcher | undefined)[] = [];
@@ -229,6 +328,7 @@ class Poller implements MapWatcher {
   /** Step 1: ask the dispatchers that may answer differently, and tell the kernel what changed. */
   updateInterest(map: SocketMap): void {
     for (const { fd, dispatcher } of this.#leftOutsideTurn.splice(0)) this.#unwatch(fd, dispatcher);
+    this.#invalid.length = 0;
     if (this.#scanEverything) {
       this.#scanAll(map);
     } else {
@@ -243,9 +343,28 @@ class Poller implements MapWatcher {
     }
     this.#changed.clear();
     // Room for every watched fd, so one wait reports all of them.
-    if (this.ready.length < 2 * this.#watchedCount) {
-      this.ready = new Int32Array(Math.max(2 * this.#watchedCount, 2 * this.ready.length));
+    const room = 2 * (this.#watchedCount + this.#invalid.length);
+    if (this.ready.length < room) this.ready = new Int32Array(Math.max(room, 2 * this.ready.length));
+  }
+
+  /** Whether a map key was refused as not open: the wait must not block before it is reported. */
+  get hasInvalid(): boolean {
+    return this.#invalid.length > 0;
+  }
+
+  /**
+   * Appends the refused map keys to the `count` ready fds of the last wait, as poll() reports a
+   * closed fd (`POLLNVAL`); returns the new count.
+   */
+  reportInvalid(count: number): number {
+    let total = count;
+    for (const fd of this.#invalid) {
+      this.ready[2 * total] = fd;
+      this.ready[2 * total + 1] = POLLNVAL;
+      total++;
     }
+    this.#invalid.length = 0;
+    return total;
   }
 
   #scanAll(map: SocketMap): void {
@@ -266,25 +385,27 @@ class Poller implements MapWatcher {
     const w = obj.writable();
     // Listening sockets are never polled for writing.
     const out = w && !obj.accepting;
-    const mask = this.#selectStyle
+    let mask = this.#selectStyle
       ? (r ? POLLIN : 0) | (out ? POLLOUT : 0) | (r || w ? POLLPRI : 0)
       : (r ? POLLIN | POLLPRI : 0) | (out ? POLLOUT : 0);
     if (!hasBuiltInPredicates(obj)) this.#askedEveryIteration.add(obj);
     const watched = this.#watches.get(fd);
+    if (this.#parked.size > 0 && this.#parked.has(fd)) {
+      // A parked fd returns to the kernel once its dispatcher reads again.
+      if ((mask & POLLIN) === 0 && watched?.owner === obj) mask = 0;
+      else this.#parked.delete(fd);
+    }
     if (watched === undefined) {
-      this.#apply(fd, 0, mask);
-      this.#watches.set(fd, { owner: obj, mask });
+      this.#watches.set(fd, { owner: obj, mask: this.#apply(fd, 0, mask) });
     } else if (watched.owner !== obj) {
       // Another dispatcher took this fd number: start the kernel's view afresh.
       this.#askedEveryIteration.delete(watched.owner);
       this.#apply(fd, watched.mask, 0);
       watched.mask = 0;
       watched.owner = obj;
-      this.#apply(fd, 0, mask);
-      watched.mask = mask;
+      watched.mask = this.#apply(fd, 0, mask);
     } else if (watched.mask !== mask) {
-      this.#apply(fd, watched.mask, mask);
-      watched.mask = mask;
+      watched.mask = this.#apply(fd, watched.mask, mask);
     }
   }
 
@@ -295,14 +416,23 @@ class Poller implements MapWatcher {
       if (map.get(fd) !== watched.owner) {
         this.#apply(fd, watched.mask, 0);
         this.#watches.delete(fd);
+        this.#parked.delete(fd);
         this.#askedEveryIteration.delete(watched.owner);
       }
     }
   }
 
-  #apply(fd: number, oldMask: number, mask: number): void {
-    if (oldMask === mask) return;
+  /** Tells the kernel; returns the mask it holds afterwards (0 for an fd that is not open). */
+  #apply(fd: number, oldMask: number, mask: number): number {
+    if (oldMask === mask) return mask;
     const status = this.#sink.setInterest(fd, mask);
+    if (status === -EBADF && mask !== 0) {
+      // Not an open fd (closed, or a bogus map key): reported to its dispatcher after the
+      // wait, as poll() reports POLLNVAL, and asked again next iteration.
+      if (oldMask !== 0) this.#watchedCount--;
+      this.#invalid.push(fd);
+      return 0;
+    }
     if (status < 0) {
       if (status === -ERANGE) {
         throw new RangeError(
@@ -310,11 +440,11 @@ class Poller implements MapWatcher {
             `use backend 'poll' or 'epoll'`,
         );
       }
-      // EBADF from epoll_ctl: the fd was closed but its dispatcher is still in the map.
       throw errnoError(status, this.backend === 'epoll' ? 'epoll_ctl' : this.backend, `fd ${fd}`);
     }
     if (oldMask === 0) this.#watchedCount++;
     else if (mask === 0) this.#watchedCount--;
+    return mask;
   }
 
   /** Step 3: dispatch the `count` ready fds in this.ready. */
@@ -334,14 +464,35 @@ class Poller implements MapWatcher {
       this.#pass(count, map, POLLIN, read);
       this.#pass(count, map, POLLOUT, write);
       this.#pass(count, map, POLLPRI, exception);
+      // A closed fd in the set: select() says EBADF, which closes the channel (a disconnect).
+      this.#pass(count, map, POLLNVAL, closedFd);
     } else {
       for (let i = 0; i < count; i++) {
         const obj = owners[i];
         const fd = ready[2 * i] as number;
-        if (obj !== undefined && map.get(fd) === obj) readwrite(obj, ready[2 * i + 1] as number);
+        if (obj === undefined || map.get(fd) !== obj) continue;
+        const flags = ready[2 * i + 1] as number;
+        if ((flags & (POLLHUP | POLLERR)) !== 0 && (flags & POLLIN) === 0 && this.#park(fd, obj)) continue;
+        readwrite(obj, flags);
       }
     }
     owners.fill(undefined, 0, count);
+  }
+
+  /**
+   * A hang-up without POLLIN for a dispatcher that is not reading now, with input still queued:
+   * instead of Python's handleClose(), which would drop that input, the fd leaves the kernel's
+   * set until the dispatcher reads again (then POLLIN|POLLHUP drains it through readwrite).
+   * Returns whether it parked the fd.
+   */
+  #park(fd: number, obj: Dispatcher): boolean {
+    const watched = this.#watches.get(fd);
+    if (watched === undefined || watched.owner !== obj || (watched.mask & POLLIN) !== 0) return false;
+    if (native.bytesReadable(fd) <= 0) return false;
+    this.#apply(fd, watched.mask, 0);
+    watched.mask = 0;
+    this.#parked.add(fd);
+    return true;
   }
 
   #pass(count: number, map: SocketMap, bit: number, handle: (obj: Dispatcher) => void): void {
@@ -403,6 +554,7 @@ class Poller implements MapWatcher {
     if (watched === undefined || watched.owner !== dispatcher) return;
     this.#apply(fd, watched.mask, 0);
     this.#watches.delete(fd);
+    this.#parked.delete(fd);
   }
 
   interestChanged(dispatcher?: Dispatcher): void {
@@ -496,8 +648,9 @@ function iterateSync(
   poller.updateInterest(map);
   const lists = trace !== undefined ? poller.interestLists() : null;
   const started = performance.now();
-  const count = reactor.poll(waitMs(map, loopTimeoutMs), poller.ready);
-  if (count < 0) throw errnoError(count, state.poller.backend);
+  const result = reactor.poll(poller.hasInvalid ? 0 : waitMs(map, loopTimeoutMs), poller.ready);
+  if (result < 0) throw errnoError(result, state.poller.backend);
+  const count = poller.reportInvalid(result);
   const waited = performance.now();
   poller.dispatch(count, map);
   schedulerOf(map)?.runDue();
@@ -513,7 +666,9 @@ function iterateSync(
  * `count` iterations ran. Each iteration asks the dispatchers `readable()`/`writable()`, waits, then
  * dispatches (see {@link readwrite}) and runs the {@link callLater} timers that are due. What a handler
  * throws goes to its `handleError()`, except {@link ExitNow}, which is thrown on from here. A second
- * loop on a map that is already being polled throws.
+ * loop on a map that is already being polled throws. Options are checked before anything runs
+ * (`TypeError` for a wrong type, `RangeError` for a negative or NaN `timeout`/`count`, `Error` for an
+ * unknown backend); an aborted `signal` stops it after the current iteration with `signal.reason`.
  *
  * ```ts
  * new EchoServer('127.0.0.1', 8080);
@@ -521,15 +676,14 @@ function iterateSync(
  * ```
  */
 export function loopSync(options: LoopOptions = {}): void {
-  const map = options.map ?? socketMap;
-  const loopTimeoutMs = timeoutMs(options.timeout);
-  const backend = chooseBackend(options);
-  checkCount(options.count);
+  const { map, timeoutMs: loopTimeoutMs, backend, count, trace, signal } = checkOptions(options);
+  signal?.throwIfAborted();
   claim(map);
   try {
     const state = syncStateFor(map, backend);
-    for (let n = 0; map.size > 0 && (options.count === undefined || n < options.count); n++) {
-      iterateSync(state, map, loopTimeoutMs, n, options.trace);
+    for (let n = 0; map.size > 0 && n < count; n++) {
+      if (n > 0) signal?.throwIfAborted();
+      iterateSync(state, map, loopTimeoutMs, n, trace);
     }
   } finally {
     release(map);
@@ -538,9 +692,9 @@ export function loopSync(options: LoopOptions = {}): void {
   }
 }
 
-function pollOnce(timeout: number, map: SocketMap | undefined, backend: string): void {
-  const target = map ?? socketMap;
+function pollOnce(timeout: unknown, map: unknown, backend: string): void {
   const loopTimeoutMs = timeoutMs(timeout);
+  const target = checkMap(map);
   if (target.size === 0) return;
   claim(target);
   try {
@@ -553,7 +707,8 @@ function pollOnce(timeout: number, map: SocketMap | undefined, backend: string):
 
 /**
  * Python's `asyncore.poll()`: one iteration with the `'select'` backend, waiting at most `timeout`
- * seconds (0: do not wait). Does nothing on an empty map.
+ * seconds (0: do not wait). Does nothing on an empty map. A `timeout` that is not a number or a `map`
+ * that is not a Map throws `TypeError`; a negative or NaN `timeout`, `RangeError`.
  */
 export function poll(timeout = 0, map?: SocketMap): void {
   pollOnce(timeout, map, 'select');
@@ -569,7 +724,8 @@ export function poll2(timeout = 0, map?: SocketMap): void {
  * as one batch per iteration, and Node's timers, promises and I/O keep running meanwhile.
  * Handlers still run on the JS thread, with {@link loopSync}'s semantics. Resolves when the map is
  * empty or `count` iterations ran; rejects with what a handler threw past handleError (ExitNow
- * included). Interest that changes outside a handler (a timer calls `send()`, a new dispatcher)
+ * included), and with what {@link loopSync} would throw for bad options or an aborted `signal`.
+ * Interest that changes outside a handler (a timer calls `send()`, a new dispatcher) or an abort
  * wakes the thread at once. The loop keeps Node alive while it runs, unless `unref()`'d.
  *
  * ```ts
@@ -578,12 +734,6 @@ export function poll2(timeout = 0, map?: SocketMap): void {
  * ```
  */
 export function loop(options: LoopOptions = {}): LoopPromise {
-  const map = options.map ?? socketMap;
-  const loopTimeoutMs = timeoutMs(options.timeout);
-  const backend = chooseBackend(options);
-  checkCount(options.count);
-  const { count, trace } = options;
-
   let resolve: () => void = () => undefined;
   let reject: (err: unknown) => void = () => undefined;
   const promise = new Promise<void>((res, rej) => {
@@ -591,7 +741,18 @@ export function loop(options: LoopOptions = {}): LoopPromise {
     reject = rej;
   }) as LoopPromise;
 
-  if (map.size === 0 || (count !== undefined && count <= 0)) {
+  // Bad options reject, as everything the loop meets does; nothing has run then.
+  let checked: CheckedOptions;
+  try {
+    checked = checkOptions(options);
+    checked.signal?.throwIfAborted();
+  } catch (err) {
+    reject(err);
+    return withRef(promise, null);
+  }
+  const { map, timeoutMs: loopTimeoutMs, backend, count, trace, signal } = checked;
+
+  if (map.size === 0 || count <= 0) {
     resolve();
     return withRef(promise, null);
   }
@@ -609,6 +770,9 @@ export function loop(options: LoopOptions = {}): LoopPromise {
   const poller = new Poller(backend, thread);
   poller.onChangeOutsideTurn = () => thread.wake();
   watch(map, poller);
+  // An abort ends the native thread's wait at once; the batch that follows stops the loop.
+  const onAbort = (): void => thread.wake();
+  signal?.addEventListener('abort', onAbort, { once: true });
   let iteration = 0;
   let done = false;
   let lists: { read: number[]; write: number[]; except: number[] } | null = null;
@@ -623,12 +787,13 @@ export function loop(options: LoopOptions = {}): LoopPromise {
     const now = performance.now();
     waitDeadline ??= loopTimeoutMs < 0 ? Infinity : now + loopTimeoutMs;
     const remaining = waitDeadline === Infinity ? -1 : Math.max(0, Math.ceil(waitDeadline - now));
-    thread.resume(waitMs(map, remaining));
+    thread.resume(poller.hasInvalid ? 0 : waitMs(map, remaining));
   }
 
   function finish(err?: unknown): void {
     if (done) return;
     done = true;
+    signal?.removeEventListener('abort', onAbort);
     thread.stop();
     unwatch(map, poller);
     release(map);
@@ -647,6 +812,7 @@ export function loop(options: LoopOptions = {}): LoopPromise {
       } else if (result > 0) {
         count_ = thread.takeReady(poller.ready);
       }
+      count_ = poller.reportInvalid(count_);
       const started = performance.now();
       poller.dispatch(count_, map);
       schedulerOf(map)?.runDue();
@@ -658,7 +824,8 @@ export function loop(options: LoopOptions = {}): LoopPromise {
         iteration++;
         waitDeadline = null;
       }
-      if (map.size === 0 || (count !== undefined && iteration >= count)) finish();
+      if (signal?.aborted === true) finish(signal.reason);
+      else if (map.size === 0 || iteration >= count) finish();
       else startWait();
     } catch (err) {
       finish(err);

@@ -7,23 +7,33 @@ import { type SocketMap, socketMap } from './dispatcher.js';
 import { ExitNow, compactTraceback } from './errors.js';
 import { watcherOf } from './watchers.js';
 
-/** A function scheduled by {@link callLater} in the loop that polls a map (pyftpdlib's `CallLater`). */
+/**
+ * A function scheduled by {@link callLater} (pyftpdlib's `CallLater`) or {@link callEvery}
+ * (`CallEvery`) in the loop that polls a map.
+ */
 export class ScheduledCall {
   #deadline: number;
   #cancelled = false;
   readonly #delayMs: number;
   readonly #fn: () => void;
   readonly #scheduler: Scheduler;
+  readonly #repeats: boolean;
+  /** @internal whether the scheduler's heap holds it now */
+  queued = false;
 
-  /** @internal created by callLater() */
-  constructor(delayMs: number, fn: () => void, scheduler: Scheduler) {
+  /** @internal created by callLater() and callEvery() */
+  constructor(delayMs: number, fn: () => void, scheduler: Scheduler, repeats = false) {
     this.#delayMs = delayMs;
     this.#fn = fn;
     this.#scheduler = scheduler;
+    this.#repeats = repeats;
     this.#deadline = performance.now() + delayMs;
   }
 
-  /** True once cancelled, and once it ran; {@link ScheduledCall.reset} schedules it again. */
+  /**
+   * True once cancelled, and once a {@link callLater} call ran (a {@link callEvery} call stays false
+   * until cancelled); {@link ScheduledCall.reset} schedules it again.
+   */
   get cancelled(): boolean {
     return this.#cancelled;
   }
@@ -47,10 +57,28 @@ export class ScheduledCall {
     this.#scheduler.reschedule(this);
   }
 
-  /** @internal */
-  run(): void {
-    this.#cancelled = true;
-    this.#fn();
+  /**
+   * @internal Runs fn; returns whether it is due again (a repeating call not cancelled meanwhile),
+   * with its next deadline a delay from now.
+   */
+  run(): boolean {
+    if (!this.#repeats) {
+      this.#cancelled = true;
+      this.#fn();
+      return false;
+    }
+    try {
+      this.#fn();
+    } finally {
+      // reset() from fn already scheduled it again.
+      if (!this.queued) this.#deadline = performance.now() + this.#delayMs;
+    }
+    return !this.#cancelled && !this.queued;
+  }
+
+  /** @internal whether it repeats (callEvery) */
+  get repeats(): boolean {
+    return this.#repeats;
   }
 }
 
@@ -73,16 +101,19 @@ export class Scheduler {
     watcherOf(this.#map)?.interestChanged();
   }
 
-  cancelled(_call: ScheduledCall): void {
+  cancelled(call: ScheduledCall): void {
+    // A call cancelled while it runs is out of the heap: nothing to count.
+    if (!call.queued) return;
     this.#cancelledCount++;
     if (this.#heap.length > 512 && this.#cancelledCount * 2 > this.#heap.length) this.#rebuild();
   }
 
   reschedule(call: ScheduledCall): void {
     // The old heap position is stale: rebuild without it and push it again.
-    const index = this.#heap.indexOf(call);
-    if (index >= 0) {
+    if (call.queued) {
+      const index = this.#heap.indexOf(call);
       this.#heap.splice(index, 1);
+      call.queued = false;
       this.#rebuild();
     }
     this.add(call);
@@ -103,8 +134,10 @@ export class Scheduler {
       if (top === undefined || top.deadline > now) return;
       this.#pop();
       try {
-        top.run();
+        if (top.run()) this.#push(top);
       } catch (err) {
+        // A repeating call goes on after an exception, until cancel().
+        if (top.repeats && !top.cancelled && !top.queued) this.#push(top);
         if (err instanceof ExitNow) throw err;
         const { info } = compactTraceback(err);
         const text = err instanceof Error ? `${err.name}:${err.message}` : String(err);
@@ -122,6 +155,7 @@ export class Scheduler {
 
   #rebuild(): void {
     const live = this.#heap.filter((call) => !call.cancelled);
+    for (const call of this.#heap) call.queued = false;
     this.#heap = [];
     this.#cancelledCount = 0;
     for (const call of live) this.#push(call);
@@ -129,6 +163,7 @@ export class Scheduler {
 
   #push(call: ScheduledCall): void {
     const heap = this.#heap;
+    call.queued = true;
     heap.push(call);
     let i = heap.length - 1;
     while (i > 0) {
@@ -143,6 +178,7 @@ export class Scheduler {
 
   #pop(): void {
     const heap = this.#heap;
+    if (heap[0] !== undefined) heap[0].queued = false;
     const last = heap.pop();
     if (last === undefined || heap.length === 0) return;
     let i = 0;
@@ -178,12 +214,41 @@ export function callLater(seconds: number, fn: () => void, map: SocketMap = sock
     throw new RangeError(`callLater delay must be a finite number of seconds >= 0 (got ${String(seconds)})`);
   }
   if (typeof fn !== 'function') throw new TypeError('callLater needs a function');
+  const scheduler = schedulerFor(map);
+  const call = new ScheduledCall(seconds * 1000, fn, scheduler);
+  scheduler.add(call);
+  return call;
+}
+
+function schedulerFor(map: SocketMap): Scheduler {
   let scheduler = schedulers.get(map);
   if (scheduler === undefined) {
     scheduler = new Scheduler(map);
     schedulers.set(map, scheduler);
   }
-  const call = new ScheduledCall(seconds * 1000, fn, scheduler);
+  return scheduler;
+}
+
+/**
+ * pyftpdlib's `call_every`: runs fn every `seconds` inside the loop that polls `map` (default: the
+ * global map), under loopSync and loop() alike, until {@link ScheduledCall.cancel}. The next run is
+ * `seconds` after the previous one ended, so a slow fn never piles up runs. An exception from fn is
+ * logged and the calls go on, except {@link ExitNow}, which leaves the loop (the call stays
+ * scheduled). A delay that is not a positive finite number throws `RangeError`.
+ *
+ * ```ts
+ * const tick = callEvery(1, () => console.log('still here'));
+ * loopSync({ timeout: 5 });
+ * tick.cancel();
+ * ```
+ */
+export function callEvery(seconds: number, fn: () => void, map: SocketMap = socketMap): ScheduledCall {
+  if (typeof seconds !== 'number' || !Number.isFinite(seconds) || seconds <= 0) {
+    throw new RangeError(`callEvery delay must be a finite number of seconds > 0 (got ${String(seconds)})`);
+  }
+  if (typeof fn !== 'function') throw new TypeError('callEvery needs a function');
+  const scheduler = schedulerFor(map);
+  const call = new ScheduledCall(seconds * 1000, fn, scheduler, true);
   scheduler.add(call);
   return call;
 }

@@ -259,10 +259,10 @@ describe('other failed system calls', () => {
 });
 
 describe('asking for a backend that is not here', () => {
-  it('loopSync throws, and so does loop(), before anything runs', () => {
+  it('loopSync throws, and loop() rejects, before anything runs', async () => {
     const map = new Map();
     expect(() => loopSync({ backend: 'kqueue', map })).toThrow(/kqueue/);
     expect(() => callUntyped({ loopSync }, 'loopSync', { backend: 'nope', map })).toThrow(/nope/);
-    expect(() => loop({ backend: 'kqueue', map })).toThrow(/kqueue/);
+    await expect(loop({ backend: 'kqueue', map })).rejects.toThrow(/kqueue/);
   });
 });
