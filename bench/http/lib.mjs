@@ -1,10 +1,12 @@
 // What run.mjs and cpu.mjs share: the servers under test, starting and stopping them pinned
-// to CPU 0, one wrk run pinned to CPU 1, and CPU time from /proc. Loopback only.
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+// to CPU 0, and one wrk run pinned to CPU 1 with the CPU time it cost. Loopback only.
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+
+import { cpuSeconds, machineBusySeconds } from '../lib.mjs';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -73,17 +75,6 @@ export function stop(child) {
   });
 }
 
-// Clock ticks per second for /proc/PID/stat.
-const TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
-
-/** CPU seconds a process has used so far (user and system, all its threads). */
-export function cpuSeconds(pid) {
-  // Fields after the ")" of the command name: state is field 3, utime 14, stime 15.
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return { user: Number(fields[11]) / TICKS, system: Number(fields[12]) / TICKS };
-}
-
 /**
  * One wrk run pinned to CPU 1: requests, req/s and wrk's own CPU seconds (from bash's
  * `times`, which prints the children's user and system time last). Fails on socket errors
@@ -101,14 +92,6 @@ export function wrk(port, { seconds, connections }) {
   const times = [...result.stderr.matchAll(/(\d+)m([\d.]+)s (\d+)m([\d.]+)s/g)].at(-1) ?? [];
   const wrkCpu = 60 * Number(times[1]) + Number(times[2]) + 60 * Number(times[3]) + Number(times[4]);
   return { requests, rate, wrkCpu };
-}
-
-/** CPU seconds all processes have used so far (both cores' busy time, from /proc/stat). */
-export function machineBusySeconds() {
-  // "cpu  user nice system idle iowait irq softirq steal ...", in clock ticks.
-  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
-  const total = fields.slice(0, 8).reduce((a, b) => a + b, 0);
-  return (total - fields[3] - fields[4]) / TICKS;
 }
 
 /**
@@ -136,5 +119,3 @@ export function measure(child, port, options) {
     others: (busyAfter - busyBefore - serverSeconds - wrkCpu) / options.seconds,
   };
 }
-
-export const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];

@@ -18,7 +18,8 @@ import { cpus, loadavg, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
-import { ASYNCORE_HTTP, NODE_HTTP, ceilingServer, measure, median, start, stop } from './lib.mjs';
+import { median } from '../lib.mjs';
+import { ASYNCORE_HTTP, NODE_HTTP, ceilingServer, measure, start, stop } from './lib.mjs';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const { values } = parseArgs({
