@@ -17,6 +17,7 @@ import * as vegaLite from 'vega-lite';
 import {
   BASELINE,
   BENCH,
+  CEILING,
   DISTURBED,
   LOADGEN_CPU,
   MEMORY,
@@ -56,23 +57,29 @@ function echoLookup(results, scenarioId) {
     byKey.get(`${scenarioId}/${subjectId}/${pointKey(point)}`) ?? byKey.get(`*/${subjectId}/${pointKey(point)}`);
 }
 
+/**
+ * Round trips per second per subject and point, each followed by its ratio to node:net and
+ * its ratio to the C epoll server, both measured in the same run.
+ */
 function scenarioTable(scenario, results) {
   const get = echoLookup(results, scenario.id);
   const subjects = SUBJECTS.filter((s) => scenario.points.some((p) => get(s.id, p) || skippedAt(results, s.id, p)));
   if (subjects.length === 0) return '';
-  const header = `| subject | ${scenario.points.map((p) => `${p.x.toLocaleString('en-US')} ${p.x === 1 ? scenario.short.replace(/s$/, '') : scenario.short}`).join(' | ')} |`;
-  const rule = `|---|${scenario.points.map(() => '---:').join('|')}|`;
+  const pointName = (p) =>
+    `${p.x.toLocaleString('en-US')} ${p.x === 1 ? scenario.short.replace(/s$/, '') : scenario.short}`;
+  const header = `| subject | ${scenario.points.map((p) => `${pointName(p)} | vs node:net | vs C`).join(' | ')} |`;
+  const rule = `|---|${scenario.points.map(() => '---:|---:|---:').join('|')}|`;
+  const ratioTo = (r, reference) => (reference && !reference.error ? r.msgsPerS / reference.msgsPerS : NaN);
   const rows = subjects.map((s) => {
     const cells = scenario.points.map((p) => {
       const r = get(s.id, p);
-      if (!r) return skippedAt(results, s.id, p) ? 'skipped¹' : '';
-      if (r.error) return `error: ${r.error.slice(0, 60)}`;
+      if (!r) return `${skippedAt(results, s.id, p) ? 'skipped¹' : ''} | |`;
+      if (r.error) return `error: ${r.error.slice(0, 60)} | |`;
       const base = get(BASELINE, p);
-      const ratio = base && !base.error ? r.msgsPerS / base.msgsPerS : NaN;
       const amount =
         scenario.points[0].size >= 16384 ? `${fmtInt(r.msgsPerS)} (${fmtBytes(r.bytesPerS)})` : fmtInt(r.msgsPerS);
       const disturbed = r.othersCpu > DISTURBED || (base && base.othersCpu > DISTURBED);
-      return `${amount} · ${fmtRatio(ratio)}${disturbed ? ' ²' : ''}`;
+      return `${amount}${disturbed ? ' ²' : ''} | ${fmtRatio(ratioTo(r, base))} | ${fmtRatio(ratioTo(r, get(CEILING, p)))}`;
     });
     return `| ${s.label} | ${cells.join(' | ')} |`;
   });
@@ -340,7 +347,8 @@ function generatedSection(results, charts, outFile) {
       `Command: \`${results.command}\` (package commit ${m.commit}; ${m.builds}).`,
       `Each measurement: a fresh server, the load generator opens its connections, waits until the server accepted all of them, ` +
         `warms up ${results.timing.warmup} s, then measures ${results.timing.runs} consecutive window(s) of ${results.timing.duration} s; the tables show the median window.`,
-      'Cells: round trips per second · ratio to node:net measured in the same run (higher is better).',
+      'Tables: round trips per second at each point, then its ratio to node:net and its ratio to the C epoll server, ' +
+        'both measured in the same run (higher is better).',
       '',
       '| machine | |',
       '|---|---|',
