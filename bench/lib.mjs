@@ -43,3 +43,24 @@ export function vmRssKiB(pid) {
 export function fdCount(pid) {
   return readdirSync(`/proc/${pid}/fd`).length;
 }
+
+/**
+ * CPU seconds a process and its direct children have used so far (a server with worker
+ * processes, such as nginx's master and its worker). Children that exited are not counted.
+ */
+export function cpuSecondsWithChildren(pid) {
+  const total = cpuSeconds(pid);
+  for (const task of readdirSync(`/proc/${pid}/task`)) {
+    const children = readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim();
+    for (const child of children === '' ? [] : children.split(/\s+/)) {
+      try {
+        const own = cpuSeconds(Number(child));
+        total.user += own.user;
+        total.system += own.system;
+      } catch {
+        // exited meanwhile
+      }
+    }
+  }
+  return total;
+}
