@@ -290,6 +290,43 @@ loopSync({ map, backend: 'poll', timeout: 5, count: 200 });
 console.log(JSON.stringify({ echoed }));
 `;
 
+// The README's form of loop() where there is no top-level await: CommonJS, then().
+const CJS_LOOP_PROGRAM = `
+const { DispatcherWithSend, loop, socketpair } = require('asyncore');
+
+const map = new Map();
+const message = 'hello through require(), under loop() and then()';
+let echoed = '';
+
+class Echo extends DispatcherWithSend {
+  handleRead() {
+    const data = this.recv(1024);
+    if (data.length > 0) this.send(data);
+  }
+}
+
+class Client extends DispatcherWithSend {
+  handleRead() {
+    echoed += this.recv(1024).toString();
+    if (echoed.length >= message.length) {
+      this.close();
+      echo.close();
+    }
+  }
+}
+
+const [left, right] = socketpair();
+const echo = new Echo(left, map);
+new Client(right, map).send(message);
+loop({ map, timeout: 5 }).then(
+  () => console.log(JSON.stringify({ echoed, left: map.size })),
+  (err) => {
+    console.error(err);
+    process.exitCode = 1;
+  },
+);
+`;
+
 // Compiled against the installed declarations only (exports' "types" condition, NodeNext).
 const TS_CONSUMER = `
 import { type Address, Dispatcher, type LoopOptions, SocketError, callLater, loop } from 'asyncore';
@@ -327,7 +364,7 @@ interface PackReport {
 async function pack(cwd: string, dest: string, ignoreScripts: boolean): Promise<PackReport> {
   mkdirSync(dest);
   const args = ['pack', '--json', '--pack-destination', dest, ...(ignoreScripts ? ['--ignore-scripts'] : [])];
-  const result = await exec('npm', args, cwd, 180_000);
+  const result = await exec('npm', args, cwd, 300_000);
   expect(result.code, result.stderr).toBe(0);
   // The lifecycle scripts' output (make's, tsc's) comes first on stdout; the JSON array last.
   const json = result.stdout.slice(Math.max(0, result.stdout.search(/^\[\s*$/m)));
@@ -340,7 +377,7 @@ async function installInto(project: string, tarball: string, env: NodeJS.Process
   mkdirSync(project);
   const init = await exec('npm', ['init', '-y'], project, 30_000, env);
   expect(init.code, init.stderr).toBe(0);
-  return exec('npm', ['install', tarball, '--no-audit', '--no-fund'], project, 180_000, env);
+  return exec('npm', ['install', tarball, '--no-audit', '--no-fund'], project, 300_000, env);
 }
 
 /** Where `tool` is on this process's PATH. */
@@ -415,7 +452,7 @@ describe('the packing step, and its tarball installed into empty projects', () =
         return installInto(noCompiler, prebuilt.filename, bareEnv);
       })(),
     ]);
-  }, 420_000);
+  }, 600_000);
 
   afterEach(() => {
     for (const child of children.splice(0)) {
@@ -463,7 +500,7 @@ describe('the packing step, and its tarball installed into empty projects', () =
         expect(result.code, `${tool} found: ${result.stdout}`).not.toBe(0);
         expect(result.stdout).toBe('');
       }
-    });
+    }, 60_000);
 
     it('installs from the prebuild, compiling nothing', () => {
       expect(noCompilerInstall.code, noCompilerInstall.stdout + noCompilerInstall.stderr).toBe(0);
@@ -494,6 +531,16 @@ describe('the packing step, and its tarball installed into empty projects', () =
       expect(report.echoed).toBe('hello through require(), over loopback TCP, under loopSync()');
     }, 90_000);
 
+    it('require(): loop() without top-level await, resolved with then() once every channel closed', async () => {
+      writeFileSync(join(noCompiler, 'loop.cjs'), CJS_LOOP_PROGRAM);
+      const result = await exec(process.execPath, ['loop.cjs'], noCompiler, 30_000, bareEnv);
+      expect(result.code, result.stderr).toBe(0);
+      expect(JSON.parse(result.stdout)).toEqual({
+        echoed: 'hello through require(), under loop() and then()',
+        left: 0,
+      });
+    }, 90_000);
+
     it('its declarations type-check a strict TypeScript consumer', async () => {
       writeFileSync(join(noCompiler, 'consumer.ts'), TS_CONSUMER);
       const tsconfig = {
@@ -512,10 +559,10 @@ describe('the packing step, and its tarball installed into empty projects', () =
       };
       writeFileSync(join(noCompiler, 'tsconfig.json'), JSON.stringify(tsconfig));
       const tsc = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
-      const result = await exec(process.execPath, [tsc, '-p', 'tsconfig.json'], noCompiler, 60_000, bareEnv);
+      const result = await exec(process.execPath, [tsc, '-p', 'tsconfig.json'], noCompiler, 150_000, bareEnv);
       expect(result.stdout + result.stderr).toBe('');
       expect(result.code).toBe(0);
-    }, 90_000);
+    }, 180_000);
 
     it('npx runs every CLI of package.json bin: --help prints its usage and exits 0', async () => {
       const names = Object.keys(pkg.bin);
@@ -525,7 +572,7 @@ describe('the packing step, and its tarball installed into empty projects', () =
         expect(result.code, `${name}: ${result.stderr}`).toBe(0);
         expect(result.stdout).toMatch(new RegExp(`^usage: ${name} `));
       }
-    }, 90_000);
+    }, 180_000);
 
     it('asyncore-echo from node_modules/.bin serves an echo on port 0, then exits 0 on SIGTERM', async () => {
       const child = spawn(join(noCompiler, 'node_modules', '.bin', 'asyncore-echo'), ['--port', '0'], {

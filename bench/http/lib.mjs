@@ -99,6 +99,7 @@ async function answering(child, port, what) {
   }
 }
 
+/** Starts nginx (see nginxServer); resolves with its master process, its port and its prefix. */
 async function startNginx() {
   const prefix = mkdtempSync(join(tmpdir(), 'bench-nginx-'));
   const port = await freePort();
@@ -141,7 +142,7 @@ http {
     await stop(child);
     throw err;
   }
-  return { child, port };
+  return { child, port, prefix };
 }
 
 /** GET / on a loopback port: resolves with the body, rejects on an error or a status but 200. */
