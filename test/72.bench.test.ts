@@ -20,10 +20,20 @@ interface Result {
 
 const children: ChildProcess[] = [];
 
+/**
+ * This run's environment without what makes a process load another addon build or a sanitizer
+ * runtime (the CI runs of the suite against other builds): these programs load no addon, and
+ * nginx, started from them, is not built with sanitizers.
+ */
+function plainEnv(): NodeJS.ProcessEnv {
+  const dropped = ['ASYNCORE_ADDON', 'LD_PRELOAD', 'ASAN_OPTIONS', 'NODE_OPTIONS'];
+  return Object.fromEntries(Object.entries(process.env).filter(([key]) => !dropped.includes(key)));
+}
+
 /** Runs node with `args` in the repository, killing it after `timeoutMs` (a safety net). */
 function node(args: string[], timeoutMs: number): Promise<Result> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, args, { cwd: ROOT, env: plainEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
     children.push(child);
     let stdout = '';
     let stderr = '';
