@@ -19,11 +19,12 @@
 //   A session that ends by RST abandons its bytes in flight; those are counted as abandoned.
 // - errors: a reset or error on a connection this client did not reset itself.
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+
+import { vmRssKiB } from './lib.mjs';
 
 const ECHO = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'cli', 'echo.js');
 const POOL_BYTES = 1 << 20;
@@ -287,12 +288,10 @@ function startServer(echo, mode, backend) {
   });
 }
 
+/** The server's resident memory in MiB; 0 once it has gone. */
 function rssMiB(pid) {
   try {
-    const line = readFileSync(`/proc/${pid}/status`, 'utf8')
-      .split('\n')
-      .find((l) => l.startsWith('VmRSS:'));
-    return line === undefined ? 0 : Number.parseInt(line.slice(6), 10) / 1024;
+    return vmRssKiB(pid) / 1024;
   } catch {
     return 0;
   }

@@ -12,15 +12,16 @@
 // Why it exists: the 50-connection echo point is bimodal from one server start to the next
 // (bench/RESULTS.md). Splitting the time shows in which half the modes differ.
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
+import { cpuSeconds, median } from './lib.mjs';
+
 const BENCH = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.dirname(BENCH);
 const OUT = path.join(BENCH, 'out');
-const TICKS_PER_SECOND = Number(execFileSync('getconf', ['CLK_TCK']).toString());
 
 const SUBJECTS = {
   'c-epoll': [path.join(OUT, 'epoll-echo'), '--port', '0'],
@@ -48,13 +49,6 @@ for (const [source, binary] of [
   ['peers/epoll-echo.c', 'epoll-echo'],
 ]) {
   execFileSync('cc', ['-O2', '-o', path.join(OUT, binary), path.join(BENCH, source)]);
-}
-
-/** [user, system] CPU seconds a process has used so far. */
-function cpuTimes(pid) {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return [Number(fields[11]) / TICKS_PER_SECOND, Number(fields[12]) / TICKS_PER_SECOND];
 }
 
 /** Resolves with the first match of `pattern` in a stream's text. */
@@ -87,10 +81,10 @@ async function measureOnce(id) {
     // Let the server accept them all (a connect completes at the handshake, before accept()).
     await new Promise((resolve) => setTimeout(resolve, 200 + Number(values.idle) / 5));
     // loadgen starts sending on this line: the CPU window and the counting window coincide.
-    const [user0, system0] = cpuTimes(server.pid);
+    const { user: user0, system: system0 } = cpuSeconds(server.pid);
     loadgen.stdin.write('go\n');
     const [, json] = await report;
-    const [user1, system1] = cpuTimes(server.pid);
+    const { user: user1, system: system1 } = cpuSeconds(server.pid);
     loadgen.stdin.end();
     const result = JSON.parse(json);
     const perMessage = (seconds) => (seconds / result.messages) * 1e6;
@@ -104,7 +98,6 @@ async function measureOnce(id) {
   }
 }
 
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const results = Object.fromEntries(subjects.map((id) => [id, []]));
 for (let start = 1; start <= starts; start++) {
   for (const id of subjects) {
@@ -116,22 +109,24 @@ for (let start = 1; start <= starts; start++) {
   }
 }
 
-const baseline = results['node-net'] ? median(results['node-net'].map((r) => r.msgsPerS)) : undefined;
+const medianRate = (id) => (results[id] ? median(results[id].map((r) => r.msgsPerS)) : undefined);
+const baseline = medianRate('node-net');
+const ceiling = medianRate('c-epoll');
 console.log(
   `${values.conns} connections (64 B ping-pong) beside ${values.idle} idle, ${starts} server starts per subject, ` +
     `${values.duration} s each`,
 );
 console.log('');
 console.log(
-  '| subject | round trips/s per start | median | vs node:net | user µs per round trip (median) | system µs per round trip, per start |',
+  '| subject | round trips/s per start | median | vs node:net | vs C | user µs per round trip (median) | system µs per round trip, per start |',
 );
-console.log('|---|---|---:|---:|---:|---|');
+console.log('|---|---|---:|---:|---:|---:|---|');
 for (const id of subjects) {
   const rs = results[id];
   const m = median(rs.map((r) => r.msgsPerS));
-  const ratio = baseline === undefined ? '' : `${(m / baseline).toFixed(2)}x`;
+  const ratio = (base) => (base === undefined ? '' : `${(m / base).toFixed(2)}x`);
   console.log(
-    `| ${id} | ${rs.map((r) => r.msgsPerS.toFixed(0)).join(', ')} | ${m.toFixed(0)} | ${ratio} | ` +
+    `| ${id} | ${rs.map((r) => r.msgsPerS.toFixed(0)).join(', ')} | ${m.toFixed(0)} | ${ratio(baseline)} | ${ratio(ceiling)} | ` +
       `${median(rs.map((r) => r.userUs)).toFixed(2)} | ${rs.map((r) => r.systemUs.toFixed(2)).join(', ')} |`,
   );
 }

@@ -1,6 +1,8 @@
 // The package as its users get it. First what `npm pack` puts in the tarball, computed from the
-// repository rather than hard-coded; then that tarball installed into an empty project, where it
-// must compile the addon and work through `import`, `require()`, its declarations and its CLIs.
+// repository rather than hard-coded. Then the packing step itself (prepack: prebuildify), and its
+// tarball installed into an empty project whose PATH has no compiler, make or python3: the
+// prebuilt addon must load, through `import`, `require()`, its declarations and its CLIs. Last,
+// the same package without prebuilds/, installed where a compiler is: it must build from source.
 //
 // Decisions the tarball checks encode:
 // - Built JS and declarations ship with their source maps and the TypeScript sources the maps
@@ -9,9 +11,11 @@
 //   (the README's third audience) get the sources they can read. It costs ~70 KB of tarball.
 // - Only what is reachable ships: the declarations of the CLIs are not (no export points at
 //   them), and neither is anything tsc never emits from src/ (a stale dist/examples/, say).
-// - The native sources and binding.gyp ship, because the addon compiles at install.
+// - The native sources and binding.gyp ship beside the prebuilds, because the addon compiles at
+//   install where no prebuild fits (another platform, another libc).
 import { type ChildProcess, spawn } from 'node:child_process';
 import {
+  cpSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
@@ -19,11 +23,12 @@ import {
   readdirSync,
   realpathSync,
   rmSync,
+  symlinkSync,
   writeFileSync,
 } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, posix } from 'node:path';
+import { delimiter, dirname, join, posix } from 'node:path';
 
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
@@ -47,9 +52,15 @@ interface Result {
 }
 
 /** Runs a command in `cwd` to completion, killing it after `timeoutMs` (a safety net). */
-function exec(command: string, args: string[], cwd: string, timeoutMs: number): Promise<Result> {
+function exec(
+  command: string,
+  args: string[],
+  cwd: string,
+  timeoutMs: number,
+  env: NodeJS.ProcessEnv = consumerEnv(),
+): Promise<Result> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { cwd, env: consumerEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(command, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -67,9 +78,9 @@ function exec(command: string, args: string[], cwd: string, timeoutMs: number): 
  * The environment of a user's shell, not of this test run: no npm_* variables from an outer
  * `npm test` (they would point npm at this checkout), and none of the variables that make the
  * package load another build (ASYNCORE_ADDON, the sanitizer job's preload), since the point is
- * that the installed package uses the addon it compiled itself.
+ * that the installed package uses the addon it installed itself. `path` replaces PATH.
  */
-function consumerEnv(): NodeJS.ProcessEnv {
+function consumerEnv(path?: string): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const [key, value] of Object.entries(process.env)) {
     if (/^npm_/i.test(key) || ['ASYNCORE_ADDON', 'LD_PRELOAD', 'ASAN_OPTIONS', 'NODE_OPTIONS'].includes(key)) continue;
@@ -77,6 +88,7 @@ function consumerEnv(): NodeJS.ProcessEnv {
   }
   // Offline machines build against the headers of Node's Debian package (toolchain notes).
   if (existsSync('/usr/include/node/node.h')) env['npm_config_nodedir'] = '/usr';
+  if (path !== undefined) env['PATH'] = path;
   return env;
 }
 
@@ -98,6 +110,12 @@ function expectedFiles(): string[] {
   }
   for (const name of tsModules('src/cli')) {
     files.push(`src/cli/${name}.ts`, `dist/cli/${name}.js`, `dist/cli/${name}.js.map`);
+  }
+  // A checkout has prebuilds/ only after a `npm pack` or `npm run build:prebuilds` there.
+  if (existsSync(join(ROOT, 'prebuilds'))) {
+    for (const target of readdirSync(join(ROOT, 'prebuilds'))) {
+      for (const name of readdirSync(join(ROOT, 'prebuilds', target))) files.push(`prebuilds/${target}/${name}`);
+    }
   }
   return files.sort();
 }
@@ -126,7 +144,7 @@ describe('npm pack', () => {
   it('leaves out tests, benchmarks, CI, build output, dependencies and generated API docs', () => {
     const unwanted = packed.filter(
       (path) =>
-        /^(test|bench|\.ci|build[^/]*|node_modules|examples|coverage|prebuilds|docs\/api)\//.test(path) ||
+        /^(test|bench|\.ci|build[^/]*|node_modules|examples|coverage|docs\/api)\//.test(path) ||
         path.endsWith('.tsbuildinfo'),
     );
     expect(unwanted).toEqual([]);
@@ -272,6 +290,43 @@ loopSync({ map, backend: 'poll', timeout: 5, count: 200 });
 console.log(JSON.stringify({ echoed }));
 `;
 
+// The README's form of loop() where there is no top-level await: CommonJS, then().
+const CJS_LOOP_PROGRAM = `
+const { DispatcherWithSend, loop, socketpair } = require('asyncore');
+
+const map = new Map();
+const message = 'hello through require(), under loop() and then()';
+let echoed = '';
+
+class Echo extends DispatcherWithSend {
+  handleRead() {
+    const data = this.recv(1024);
+    if (data.length > 0) this.send(data);
+  }
+}
+
+class Client extends DispatcherWithSend {
+  handleRead() {
+    echoed += this.recv(1024).toString();
+    if (echoed.length >= message.length) {
+      this.close();
+      echo.close();
+    }
+  }
+}
+
+const [left, right] = socketpair();
+const echo = new Echo(left, map);
+new Client(right, map).send(message);
+loop({ map, timeout: 5 }).then(
+  () => console.log(JSON.stringify({ echoed, left: map.size })),
+  (err) => {
+    console.error(err);
+    process.exitCode = 1;
+  },
+);
+`;
+
 // Compiled against the installed declarations only (exports' "types" condition, NodeNext).
 const TS_CONSUMER = `
 import { type Address, Dispatcher, type LoopOptions, SocketError, callLater, loop } from 'asyncore';
@@ -300,23 +355,104 @@ interface EsmReport {
   addons: string[];
 }
 
-describe('the tarball installed into an empty project', () => {
+interface PackReport {
+  filename: string;
+  files: { path: string }[];
+}
+
+/** `npm pack --json` in `cwd` into `dest`; scripts run unless `ignoreScripts`. */
+async function pack(cwd: string, dest: string, ignoreScripts: boolean): Promise<PackReport> {
+  mkdirSync(dest);
+  const args = ['pack', '--json', '--pack-destination', dest, ...(ignoreScripts ? ['--ignore-scripts'] : [])];
+  const result = await exec('npm', args, cwd, 300_000);
+  expect(result.code, result.stderr).toBe(0);
+  // The lifecycle scripts' output (make's, tsc's) comes first on stdout; the JSON array last.
+  const json = result.stdout.slice(Math.max(0, result.stdout.search(/^\[\s*$/m)));
+  const [report] = JSON.parse(json) as [PackReport];
+  return { ...report, filename: join(dest, report.filename) };
+}
+
+/** `npm init -y` in a new directory, then `npm install` of a tarball there. */
+async function installInto(project: string, tarball: string, env: NodeJS.ProcessEnv): Promise<Result> {
+  mkdirSync(project);
+  const init = await exec('npm', ['init', '-y'], project, 30_000, env);
+  expect(init.code, init.stderr).toBe(0);
+  return exec('npm', ['install', tarball, '--no-audit', '--no-fund'], project, 300_000, env);
+}
+
+/** Where `tool` is on this process's PATH. */
+function which(tool: string): string {
+  for (const dir of (process.env['PATH'] ?? '').split(delimiter)) {
+    if (dir !== '' && existsSync(join(dir, tool))) return join(dir, tool);
+  }
+  throw new Error(`${tool} is not on PATH`);
+}
+
+/**
+ * A directory of symlinks to node, npm, npx and sh alone: as PATH, it is a machine with Node and
+ * nothing to build with. npm needs sh for lifecycle scripts and for `npx`.
+ */
+function bareBin(dir: string): string {
+  mkdirSync(dir);
+  symlinkSync(process.execPath, join(dir, 'node'));
+  for (const tool of ['npm', 'npx', 'sh']) symlinkSync(which(tool), join(dir, tool));
+  return dir;
+}
+
+/** The libc tag prebuildify --tag-libc gives a build on this machine. */
+const LIBC = (process.report.getReport() as { header: { glibcVersionRuntime?: string } }).header.glibcVersionRuntime
+  ? 'glibc'
+  : 'musl';
+const PREBUILD = `prebuilds/${process.platform}-${process.arch}/asyncore.${LIBC}.node`;
+
+/** Runs the ESM program in `project`; returns what it reports. */
+async function runEsm(project: string, env: NodeJS.ProcessEnv): Promise<EsmReport> {
+  writeFileSync(join(project, 'esm.mjs'), ESM_PROGRAM);
+  const result = await exec(process.execPath, ['esm.mjs'], project, 30_000, env);
+  expect(result.code, result.stderr).toBe(0);
+  return JSON.parse(result.stdout) as EsmReport;
+}
+
+// One copy of what the package ships (plus the tsconfig files `prepare` compiles with) is packed
+// twice: without scripts, giving a tarball with no prebuilds/ (as where no prebuild matches);
+// then as `npm pack` does it, running prepack (prebuildify) and prepare (tsc) in the copy, so
+// this checkout's build/ and dist/ stay untouched while other test files use them.
+describe('the packing step, and its tarball installed into empty projects', () => {
   let workDir = '';
-  let project = '';
-  let install: Result = { code: -1, stdout: '', stderr: '' };
+  let prebuilt: PackReport = { filename: '', files: [] };
+  let source: PackReport = { filename: '', files: [] };
+  let bare = '';
+  let bareEnv: NodeJS.ProcessEnv = {};
+  let noCompiler = '';
+  let fromSource = '';
+  let noCompilerInstall: Result = { code: -1, stdout: '', stderr: '' };
+  let fromSourceInstall: Result = { code: -1, stdout: '', stderr: '' };
   const children: ChildProcess[] = [];
 
   beforeAll(async () => {
     workDir = mkdtempSync(join(tmpdir(), 'asyncore-package-'));
-    const pack = await exec('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', workDir], ROOT, 60_000);
-    expect(pack.code, pack.stderr).toBe(0);
-    const [{ filename }] = JSON.parse(pack.stdout) as [{ filename: string }];
-    project = join(workDir, 'project');
-    mkdirSync(project);
-    const init = await exec('npm', ['init', '-y'], project, 30_000);
-    expect(init.code, init.stderr).toBe(0);
-    install = await exec('npm', ['install', join(workDir, filename), '--no-audit', '--no-fund'], project, 150_000);
-  }, 240_000);
+    const stage = join(workDir, 'stage');
+    const shipped = (await packedFiles()).filter((path) => !path.startsWith('prebuilds/'));
+    for (const path of [...shipped, 'tsconfig.json', 'tsconfig.build.json']) {
+      mkdirSync(dirname(join(stage, path)), { recursive: true });
+      cpSync(join(ROOT, path), join(stage, path));
+    }
+    symlinkSync(join(ROOT, 'node_modules'), join(stage, 'node_modules'));
+    bare = bareBin(join(workDir, 'bin'));
+    bareEnv = consumerEnv(bare);
+    noCompiler = join(workDir, 'no-compiler');
+    fromSource = join(workDir, 'from-source');
+    // Without scripts first, while the copy has no prebuilds/; then the two compilations (the
+    // packing step's and the source install's) overlap.
+    source = await pack(stage, join(workDir, 'source'), true);
+    [fromSourceInstall, noCompilerInstall] = await Promise.all([
+      installInto(fromSource, source.filename, consumerEnv()),
+      (async () => {
+        prebuilt = await pack(stage, join(workDir, 'prebuilt'), false);
+        return installInto(noCompiler, prebuilt.filename, bareEnv);
+      })(),
+    ]);
+  }, 600_000);
 
   afterEach(() => {
     for (const child of children.splice(0)) {
@@ -330,108 +466,171 @@ describe('the tarball installed into an empty project', () => {
     if (workDir !== '') rmSync(workDir, { recursive: true, force: true });
   });
 
-  it('installs, compiling the native addon with node-gyp', () => {
-    expect(install.code, install.stdout + install.stderr).toBe(0);
-    expect(existsSync(join(project, 'node_modules', 'asyncore', 'build', 'Release', 'asyncore.node'))).toBe(true);
-    const installed = JSON.parse(readFileSync(join(project, 'package.json'), 'utf8')) as PackageJson & {
-      dependencies: Record<string, string>;
-    };
-    expect(Object.keys(installed.dependencies)).toEqual(['asyncore']);
+  describe('npm pack', () => {
+    it('runs prebuildify: the tarball carries one N-API binary for this platform, arch and libc', () => {
+      const paths = prebuilt.files.map((f) => f.path);
+      expect(paths.filter((path) => path.startsWith('prebuilds/'))).toEqual([PREBUILD]);
+      // Everything else is what a checkout's tarball holds.
+      expect(paths.filter((path) => !path.startsWith('prebuilds/')).sort()).toEqual(
+        expectedFiles().filter((path) => !path.startsWith('prebuilds/')),
+      );
+    });
+
+    it('strips the binary (--strip): an ELF shared object without a symbol table', () => {
+      const binary = readFileSync(join(noCompiler, 'node_modules', 'asyncore', PREBUILD));
+      expect(binary.subarray(0, 4)).toEqual(Buffer.from([0x7f, 0x45, 0x4c, 0x46]));
+      expect(binary.includes('.symtab\0')).toBe(false);
+      expect(binary.includes('.dynsym\0')).toBe(true);
+    });
+
+    it('packed without scripts, the same files carry no binary at all', () => {
+      const paths = source.files.map((f) => f.path);
+      expect(paths.filter((path) => path.startsWith('prebuilds/') || path.endsWith('.node'))).toEqual([]);
+      expect(paths.length).toBe(prebuilt.files.length - 1);
+    });
   });
 
-  it('import: an ES module echoes a message through a Dispatcher under loop()', async () => {
-    writeFileSync(join(project, 'esm.mjs'), ESM_PROGRAM);
-    const result = await exec(process.execPath, ['esm.mjs'], project, 30_000);
-    expect(result.code, result.stderr).toBe(0);
-    const report = JSON.parse(result.stdout) as EsmReport;
-    expect(report.echoed).toBe('hello through import, over a socketpair, under loop()');
-    expect(report.backends).toContain('poll');
-    // The installed copy, and the addon its install compiled, not the checkout's.
-    const installed = realpathSync(join(project, 'node_modules', 'asyncore'));
-    expect(report.entry).toBe(join(installed, 'dist', 'index.js'));
-    expect(report.addons).toEqual([join(installed, 'build', 'Release', 'asyncore.node')]);
-  }, 90_000);
+  describe('installed where PATH has node and npm but no compiler, make or python3', () => {
+    it('that PATH finds node, npm and npx, and no cc, c++, gcc, g++, make, python3 or node-gyp', async () => {
+      const probe = (tool: string): Promise<Result> =>
+        exec(join(bare, 'sh'), ['-c', `command -v ${tool}`], workDir, 10_000, bareEnv);
+      for (const tool of ['node', 'npm', 'npx']) expect((await probe(tool)).code, tool).toBe(0);
+      for (const tool of ['cc', 'c++', 'gcc', 'g++', 'make', 'python3', 'python', 'node-gyp']) {
+        const result = await probe(tool);
+        expect(result.code, `${tool} found: ${result.stdout}`).not.toBe(0);
+        expect(result.stdout).toBe('');
+      }
+    }, 60_000);
 
-  it('require(): a CommonJS module echoes a message over loopback TCP under loopSync()', async () => {
-    writeFileSync(join(project, 'cjs.cjs'), CJS_PROGRAM);
-    const result = await exec(process.execPath, ['cjs.cjs'], project, 30_000);
-    expect(result.code, result.stderr).toBe(0);
-    const report = JSON.parse(result.stdout) as { echoed: string };
-    expect(report.echoed).toBe('hello through require(), over loopback TCP, under loopSync()');
-  }, 90_000);
-
-  it('its declarations type-check a strict TypeScript consumer', async () => {
-    writeFileSync(join(project, 'consumer.ts'), TS_CONSUMER);
-    const tsconfig = {
-      compilerOptions: {
-        target: 'ES2022',
-        module: 'NodeNext',
-        moduleResolution: 'NodeNext',
-        strict: true,
-        noEmit: true,
-        // The package's own .d.ts files are checked too, not skipped.
-        skipLibCheck: false,
-        types: ['node'],
-        typeRoots: [join(ROOT, 'node_modules', '@types')],
-      },
-      files: ['consumer.ts'],
-    };
-    writeFileSync(join(project, 'tsconfig.json'), JSON.stringify(tsconfig));
-    const tsc = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
-    const result = await exec(process.execPath, [tsc, '-p', 'tsconfig.json'], project, 60_000);
-    expect(result.stdout + result.stderr).toBe('');
-    expect(result.code).toBe(0);
-  }, 90_000);
-
-  it('npx runs every CLI of package.json bin: --help prints its usage and exits 0', async () => {
-    const names = Object.keys(pkg.bin);
-    expect(names).toContain('asyncore-echo');
-    for (const name of names) {
-      const result = await exec('npx', ['--no-install', name, '--help'], project, 30_000);
-      expect(result.code, `${name}: ${result.stderr}`).toBe(0);
-      expect(result.stdout).toMatch(new RegExp(`^usage: ${name} `));
-    }
-  }, 90_000);
-
-  it('asyncore-echo from node_modules/.bin serves an echo on port 0, then exits 0 on SIGTERM', async () => {
-    const child = spawn(join(project, 'node_modules', '.bin', 'asyncore-echo'), ['--port', '0'], {
-      cwd: project,
-      env: consumerEnv(),
-      stdio: ['ignore', 'pipe', 'pipe'],
+    it('installs from the prebuild, compiling nothing', () => {
+      expect(noCompilerInstall.code, noCompilerInstall.stdout + noCompilerInstall.stderr).toBe(0);
+      const installed = join(noCompiler, 'node_modules', 'asyncore');
+      expect(existsSync(join(installed, PREBUILD))).toBe(true);
+      expect(existsSync(join(installed, 'build'))).toBe(false);
+      const manifest = JSON.parse(readFileSync(join(noCompiler, 'package.json'), 'utf8')) as PackageJson & {
+        dependencies: Record<string, string>;
+      };
+      expect(Object.keys(manifest.dependencies)).toEqual(['asyncore']);
     });
-    children.push(child);
-    const port = await new Promise<number>((resolve, reject) => {
-      let out = '';
-      const timer = setTimeout(() => reject(new Error(`asyncore-echo did not start: ${out}`)), 15_000);
-      child.stdout.on('data', (d: Buffer) => {
-        out += d.toString();
-        const match = /listening on .*:(\d+)/.exec(out);
-        if (match !== null) {
-          clearTimeout(timer);
-          resolve(Number(match[1]));
-        }
+
+    it('import: an ES module echoes a message through a Dispatcher under loop(), on the prebuilt addon', async () => {
+      const report = await runEsm(noCompiler, bareEnv);
+      expect(report.echoed).toBe('hello through import, over a socketpair, under loop()');
+      expect(report.backends).toContain('poll');
+      // The installed copy, and its prebuild, not the checkout's.
+      const installed = realpathSync(join(noCompiler, 'node_modules', 'asyncore'));
+      expect(report.entry).toBe(join(installed, 'dist', 'index.js'));
+      expect(report.addons).toEqual([join(installed, PREBUILD)]);
+    }, 90_000);
+
+    it('require(): a CommonJS module echoes a message over loopback TCP under loopSync()', async () => {
+      writeFileSync(join(noCompiler, 'cjs.cjs'), CJS_PROGRAM);
+      const result = await exec(process.execPath, ['cjs.cjs'], noCompiler, 30_000, bareEnv);
+      expect(result.code, result.stderr).toBe(0);
+      const report = JSON.parse(result.stdout) as { echoed: string };
+      expect(report.echoed).toBe('hello through require(), over loopback TCP, under loopSync()');
+    }, 90_000);
+
+    it('require(): loop() without top-level await, resolved with then() once every channel closed', async () => {
+      writeFileSync(join(noCompiler, 'loop.cjs'), CJS_LOOP_PROGRAM);
+      const result = await exec(process.execPath, ['loop.cjs'], noCompiler, 30_000, bareEnv);
+      expect(result.code, result.stderr).toBe(0);
+      expect(JSON.parse(result.stdout)).toEqual({
+        echoed: 'hello through require(), under loop() and then()',
+        left: 0,
       });
-      child.on('exit', (code) => reject(new Error(`asyncore-echo exited with ${String(code)}: ${out}`)));
-    });
+    }, 90_000);
 
-    const message = 'one echo from the installed CLI';
-    const echoed = await new Promise<string>((resolve, reject) => {
-      const socket = connect(port, '127.0.0.1', () => socket.write(message));
-      let got = '';
-      socket.on('data', (d: Buffer) => {
-        got += d.toString();
-        if (got.length >= message.length) socket.end();
+    it('its declarations type-check a strict TypeScript consumer', async () => {
+      writeFileSync(join(noCompiler, 'consumer.ts'), TS_CONSUMER);
+      const tsconfig = {
+        compilerOptions: {
+          target: 'ES2022',
+          module: 'NodeNext',
+          moduleResolution: 'NodeNext',
+          strict: true,
+          noEmit: true,
+          // The package's own .d.ts files are checked too, not skipped.
+          skipLibCheck: false,
+          types: ['node'],
+          typeRoots: [join(ROOT, 'node_modules', '@types')],
+        },
+        files: ['consumer.ts'],
+      };
+      writeFileSync(join(noCompiler, 'tsconfig.json'), JSON.stringify(tsconfig));
+      const tsc = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
+      const result = await exec(process.execPath, [tsc, '-p', 'tsconfig.json'], noCompiler, 150_000, bareEnv);
+      expect(result.stdout + result.stderr).toBe('');
+      expect(result.code).toBe(0);
+    }, 180_000);
+
+    it('npx runs every CLI of package.json bin: --help prints its usage and exits 0', async () => {
+      const names = Object.keys(pkg.bin);
+      expect(names).toEqual(['asyncore-echo', 'asyncore-get', 'asyncore-forward', 'asyncore-http']);
+      for (const name of names) {
+        const result = await exec('npx', ['--no-install', name, '--help'], noCompiler, 30_000, bareEnv);
+        expect(result.code, `${name}: ${result.stderr}`).toBe(0);
+        expect(result.stdout).toMatch(new RegExp(`^usage: ${name} `));
+      }
+    }, 180_000);
+
+    it('asyncore-echo from node_modules/.bin serves an echo on port 0, then exits 0 on SIGTERM', async () => {
+      const child = spawn(join(noCompiler, 'node_modules', '.bin', 'asyncore-echo'), ['--port', '0'], {
+        cwd: noCompiler,
+        env: bareEnv,
+        stdio: ['ignore', 'pipe', 'pipe'],
       });
-      socket.on('close', () => resolve(got));
-      socket.on('error', reject);
-      socket.setTimeout(10_000, () => socket.destroy(new Error('no echo within 10 s')));
-    });
-    expect(echoed).toBe(message);
+      children.push(child);
+      const port = await new Promise<number>((resolve, reject) => {
+        let out = '';
+        const timer = setTimeout(() => reject(new Error(`asyncore-echo did not start: ${out}`)), 15_000);
+        child.stdout.on('data', (d: Buffer) => {
+          out += d.toString();
+          const match = /listening on .*:(\d+)/.exec(out);
+          if (match !== null) {
+            clearTimeout(timer);
+            resolve(Number(match[1]));
+          }
+        });
+        child.on('exit', (code) => reject(new Error(`asyncore-echo exited with ${String(code)}: ${out}`)));
+      });
 
-    const exited = new Promise<number | string>((resolve) =>
-      child.on('exit', (code, signal) => resolve(code ?? signal ?? -1)),
-    );
-    child.kill('SIGTERM');
-    expect(await exited).toBe(0);
-  }, 90_000);
+      const message = 'one echo from the installed CLI';
+      const echoed = await new Promise<string>((resolve, reject) => {
+        const socket = connect(port, '127.0.0.1', () => socket.write(message));
+        let got = '';
+        socket.on('data', (d: Buffer) => {
+          got += d.toString();
+          if (got.length >= message.length) socket.end();
+        });
+        socket.on('close', () => resolve(got));
+        socket.on('error', reject);
+        socket.setTimeout(10_000, () => socket.destroy(new Error('no echo within 10 s')));
+      });
+      expect(echoed).toBe(message);
+
+      const exited = new Promise<number | string>((resolve) =>
+        child.on('exit', (code, signal) => resolve(code ?? signal ?? -1)),
+      );
+      child.kill('SIGTERM');
+      expect(await exited).toBe(0);
+    }, 90_000);
+  });
+
+  describe('installed where no prebuild matches', () => {
+    it('compiles the native addon with node-gyp at install', () => {
+      expect(fromSourceInstall.code, fromSourceInstall.stdout + fromSourceInstall.stderr).toBe(0);
+      const installed = join(fromSource, 'node_modules', 'asyncore');
+      expect(existsSync(join(installed, 'prebuilds'))).toBe(false);
+      expect(existsSync(join(installed, 'build', 'Release', 'asyncore.node'))).toBe(true);
+    });
+
+    it('import: the ES module program runs on the addon its install compiled', async () => {
+      const report = await runEsm(fromSource, consumerEnv());
+      expect(report.echoed).toBe('hello through import, over a socketpair, under loop()');
+      const installed = realpathSync(join(fromSource, 'node_modules', 'asyncore'));
+      expect(report.entry).toBe(join(installed, 'dist', 'index.js'));
+      expect(report.addons).toEqual([join(installed, 'build', 'Release', 'asyncore.node')]);
+    }, 90_000);
+  });
 });

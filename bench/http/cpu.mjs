@@ -5,16 +5,17 @@
 // swings with other work; CPU per request moves much less.
 //
 //   node bench/http/cpu.mjs [--duration 4] [--rounds 3] [--connections 50] [--only TEXT]
-//                           [--baseline DIR] [--ceiling]
+//                           [--baseline DIR] [--ceiling] [--nginx]
 //
 // --baseline DIR adds asyncore-http as built in DIR (a copy of an older dist/, next to a
 // build/ and node_modules/), so a change is measured against what it replaces in one run.
 // --ceiling adds bench/http/ceiling.c (compiled with cc): the system calls alone.
+// --nginx adds nginx with one worker (nginx-light's /usr/sbin/nginx).
 // Prints req/s, server CPU microseconds per request (user, system), and wrk's own CPU per
 // request and share of its core. Loopback only; every server it starts is stopped by PID.
 import { parseArgs } from 'node:util';
 
-import { ASYNCORE_HTTP, NODE_HTTP, asyncoreHttp, ceilingServer, measure, start, stop } from './lib.mjs';
+import { ASYNCORE_HTTP, NODE_HTTP, asyncoreHttp, ceilingServer, measure, nginxServer, start, stop } from './lib.mjs';
 
 const { values } = parseArgs({
   options: {
@@ -24,6 +25,7 @@ const { values } = parseArgs({
     only: { type: 'string' },
     baseline: { type: 'string' },
     ceiling: { type: 'boolean', default: false },
+    nginx: { type: 'boolean', default: false },
   },
 });
 const options = { seconds: Number(values.duration), connections: Number(values.connections) };
@@ -33,6 +35,7 @@ const subjects = [
   ASYNCORE_HTTP[0],
   ...(values.baseline === undefined ? [] : [asyncoreHttp('baseline sync epoll', values.baseline, 'epoll', 'sync')]),
   ...(values.ceiling ? [ceilingServer()].filter((s) => s !== null) : []),
+  ...(values.nginx ? [nginxServer()].filter((s) => s !== null) : []),
 ].filter((s) => values.only === undefined || s.name.includes(values.only));
 
 for (let round = 0; round < Number(values.rounds); round++) {

@@ -1,10 +1,15 @@
 // What run.mjs and cpu.mjs share: the servers under test, starting and stopping them pinned
-// to CPU 0, one wrk run pinned to CPU 1, and CPU time from /proc. Loopback only.
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+// to CPU 0, and one wrk run pinned to CPU 1 with the CPU time it cost. Loopback only.
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { get } from 'node:http';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+
+import { cpuSecondsWithChildren, machineBusySeconds } from '../lib.mjs';
+import { HELLO } from './hello.mjs';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -44,8 +49,133 @@ export function ceilingServer() {
   return { name: 'C ceiling (ceiling.c)', command: binary, args: [], portArgs: ['0'] };
 }
 
-/** Starts a server pinned to CPU 0; resolves once it printed its port. */
-export function start(subject) {
+// nginx-light's binary (Debian); the nginx peer is left out where it is missing.
+const NGINX = '/usr/sbin/nginx';
+
+/**
+ * nginx with one worker process, keep-alive, answering every request with the hello page from
+ * memory (`return 200`, as asyncore-http does; no file is read), on a loopback port, with its
+ * own prefix and configuration in a temporary directory: no root-owned path is written, and
+ * the master process stays in the foreground (`daemon off`), so it is stopped by its PID.
+ * Null when nginx is not installed.
+ */
+export function nginxServer() {
+  if (!existsSync(NGINX)) return null;
+  return { name: 'nginx (1 worker)', start: startNginx };
+}
+
+/** The quoted nginx string for `text` (the hello page has no quote, backslash or `$`). */
+function nginxString(text) {
+  if (/["\\$]/.test(text)) throw new Error('nginxString: quote, backslash or $ in the text');
+  return `"${text.replaceAll('\n', '\\n')}"`;
+}
+
+/** A free loopback port (the kernel's choice for port 0, released again). */
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.on('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address();
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+/** Resolves once `port` accepts an HTTP request; rejects when `child` exits first. */
+async function answering(child, port, what) {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${what} exited before it answered`);
+    try {
+      await fetchPage(port);
+      return;
+    } catch (err) {
+      if (Date.now() > deadline) {
+        throw new Error(`${what} did not answer on port ${port}: ${err.message}`, { cause: err });
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+}
+
+/** Starts nginx (see nginxServer); resolves with its master process, its port and its prefix. */
+async function startNginx() {
+  const prefix = mkdtempSync(join(tmpdir(), 'bench-nginx-'));
+  const port = await freePort();
+  const config = `# Written by bench/http/lib.mjs for one benchmark run.
+daemon off;
+master_process on;
+worker_processes 1;
+pid ${prefix}/nginx.pid;
+error_log ${prefix}/error.log warn;
+events {
+    worker_connections 4096;
+}
+http {
+    access_log off;
+    client_body_temp_path ${prefix}/client_body;
+    proxy_temp_path ${prefix}/proxy;
+    fastcgi_temp_path ${prefix}/fastcgi;
+    uwsgi_temp_path ${prefix}/uwsgi;
+    scgi_temp_path ${prefix}/scgi;
+    # wrk's connections stay open for the whole run, as with the other servers.
+    keepalive_requests 1000000000;
+    keepalive_timeout 75s;
+    server {
+        listen 127.0.0.1:${port};
+        location / {
+            default_type "text/html; charset=utf-8";
+            return 200 ${nginxString(HELLO)};
+        }
+    }
+}
+`;
+  writeFileSync(join(prefix, 'nginx.conf'), config);
+  // -e: the error log before the configuration is read (the default is under /var/log).
+  const args = ['-p', prefix, '-c', join(prefix, 'nginx.conf'), '-e', join(prefix, 'error.log')];
+  const child = spawn('taskset', ['-c', '0', NGINX, ...args], { stdio: ['ignore', 'inherit', 'inherit'] });
+  child.on('exit', () => rmSync(prefix, { recursive: true, force: true }));
+  try {
+    await answering(child, port, 'nginx');
+  } catch (err) {
+    await stop(child);
+    throw err;
+  }
+  return { child, port, prefix };
+}
+
+/** GET / on a loopback port: resolves with the body, rejects on an error or a status but 200. */
+export function fetchPage(port) {
+  return new Promise((resolve, reject) => {
+    const request = get({ host: '127.0.0.1', port, path: '/', agent: false }, (response) => {
+      let body = '';
+      response.setEncoding('utf8');
+      response.on('data', (chunk) => (body += chunk));
+      response.on('end', () =>
+        response.statusCode === 200 ? resolve(body) : reject(new Error(`status ${response.statusCode}`)),
+      );
+    });
+    request.on('error', reject);
+    request.setTimeout(5000, () => request.destroy(new Error('no answer in 5 s')));
+  });
+}
+
+/**
+ * Starts a server pinned to CPU 0; resolves once it listens (it printed its port, or for a
+ * subject with its own `start`, once that says so) and has answered GET / with the hello page.
+ */
+export async function start(subject) {
+  const server = subject.start === undefined ? await startListening(subject) : await subject.start();
+  const body = await fetchPage(server.port).catch((err) => err.message);
+  if (body !== HELLO) {
+    await stop(server.child);
+    throw new Error(`${subject.name} does not serve the hello page: ${JSON.stringify(body.slice(0, 200))}`);
+  }
+  return server;
+}
+
+function startListening(subject) {
   const child = spawn('taskset', ['-c', '0', subject.command, ...subject.args, ...subject.portArgs], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -73,17 +203,6 @@ export function stop(child) {
   });
 }
 
-// Clock ticks per second for /proc/PID/stat.
-const TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
-
-/** CPU seconds a process has used so far (user and system, all its threads). */
-export function cpuSeconds(pid) {
-  // Fields after the ")" of the command name: state is field 3, utime 14, stime 15.
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return { user: Number(fields[11]) / TICKS, system: Number(fields[12]) / TICKS };
-}
-
 /**
  * One wrk run pinned to CPU 1: requests, req/s and wrk's own CPU seconds (from bash's
  * `times`, which prints the children's user and system time last). Fails on socket errors
@@ -103,25 +222,17 @@ export function wrk(port, { seconds, connections }) {
   return { requests, rate, wrkCpu };
 }
 
-/** CPU seconds all processes have used so far (both cores' busy time, from /proc/stat). */
-export function machineBusySeconds() {
-  // "cpu  user nice system idle iowait irq softirq steal ...", in clock ticks.
-  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
-  const total = fields.slice(0, 8).reduce((a, b) => a + b, 0);
-  return (total - fields[3] - fields[4]) / TICKS;
-}
-
 /**
  * One measured wrk run against a started server: req/s, the server's CPU microseconds per
- * request (from /proc/PID/stat around the run) and wrk's, and how many cores other
- * processes took meanwhile (`others`: the machine's busy time less server and wrk, good to
+ * request (from /proc/PID/stat around the run, its worker processes included) and wrk's, and
+ * how many cores other processes took meanwhile (`others`: the machine's busy time less server and wrk, good to
  * about +-0.1 core; more than ~0.25 means the run was disturbed).
  */
 export function measure(child, port, options) {
   const busyBefore = machineBusySeconds();
-  const before = cpuSeconds(child.pid);
+  const before = cpuSecondsWithChildren(child.pid);
   const { requests, rate, wrkCpu } = wrk(port, options);
-  const after = cpuSeconds(child.pid);
+  const after = cpuSecondsWithChildren(child.pid);
   const busyAfter = machineBusySeconds();
   const serverSeconds = after.user - before.user + after.system - before.system;
   const perRequest = (seconds) => (seconds * 1e6) / requests;
@@ -136,5 +247,3 @@ export function measure(child, port, options) {
     others: (busyAfter - busyBefore - serverSeconds - wrkCpu) / options.seconds,
   };
 }
-
-export const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];

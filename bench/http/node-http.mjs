@@ -3,11 +3,10 @@
 import { createServer } from 'node:http';
 import { parseArgs } from 'node:util';
 
+import { HELLO } from './hello.mjs';
+
 const { values } = parseArgs({ options: { port: { type: 'string', default: '0' } } });
-const body = Buffer.from(
-  '<!doctype html>\n<title>asyncore-http</title>\n<h1>Hello from asyncore-http</h1>\n' +
-    '<p>An HTTP/1.1 server on AsyncChat. Start it with --root DIR to serve files.</p>\n',
-);
+const body = Buffer.from(HELLO);
 const server = createServer((req, res) => {
   res.writeHead(200, {
     Server: 'node:http',

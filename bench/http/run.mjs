@@ -1,24 +1,30 @@
 #!/usr/bin/env node
-// The HTTP benchmark (issue 7): wrk, keep-alive, against asyncore-http's hello page and the
-// same page from node:http, in one run. Each server is pinned to CPU 0 and wrk to CPU 1.
+// The HTTP benchmark: wrk, keep-alive, against asyncore-http's hello page and the same page
+// from node:http and from nginx with one worker, in one run. Each server is pinned to CPU 0
+// and wrk to CPU 1.
 //
-//   node bench/http/run.mjs [--duration 5] [--runs 3] [--connections 50]
+//   node bench/http/run.mjs [--duration 5] [--runs 3] [--connections 50] [--out FILE]
 //
 // Besides requests per second it records, for every run, the server's CPU time per request
 // (/proc/PID/stat around the wrk run) and how much of its core wrk itself used: when wrk is
 // near 100%, the client is the limit and req/s no longer compares the servers; CPU per
 // request still does. A C server doing only the system calls (ceiling.c, built with cc when
-// there is one) shows what wrk can drive at all on this machine.
+// there is one) shows what wrk can drive at all on this machine. nginx (nginx-light, when
+// /usr/sbin/nginx exists) is the production server to compare with: the "vs nginx" column.
 //
-// Writes bench/http/RESULTS.md between its generated markers; the text after them is kept.
+// Writes bench/http/RESULTS.md between its generated markers (the text after them is kept)
+// after a run with the default --duration and --runs; a shorter run writes
+// bench/out/http/RESULTS.md instead, unless --out names a file.
 // Loopback only; every server it starts is stopped by PID.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
-import { ASYNCORE_HTTP, NODE_HTTP, ceilingServer, measure, median, start, stop } from './lib.mjs';
+import { median } from '../lib.mjs';
+import { ASYNCORE_HTTP, NODE_HTTP, ceilingServer, measure, nginxServer, start, stop } from './lib.mjs';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const { values } = parseArgs({
@@ -26,8 +32,11 @@ const { values } = parseArgs({
     duration: { type: 'string', default: '5' },
     runs: { type: 'string', default: '3' },
     connections: { type: 'string', default: '50' },
+    out: { type: 'string' },
   },
 });
+const full = values.duration === '5' && values.runs === '3' && values.connections === '50';
+const file = resolve(values.out ?? (full ? join(here, 'RESULTS.md') : join(here, '..', 'out', 'http', 'RESULTS.md')));
 const options = { seconds: Number(values.duration), connections: Number(values.connections) };
 const runs = Number(values.runs);
 
@@ -35,7 +44,8 @@ const runs = Number(values.runs);
 const DISTURBED = 0.25;
 
 const ceiling = ceilingServer();
-const subjects = [NODE_HTTP, ...ASYNCORE_HTTP, ...(ceiling === null ? [] : [ceiling])];
+const nginx = nginxServer();
+const subjects = [NODE_HTTP, ...ASYNCORE_HTTP, ...[nginx, ceiling].filter((s) => s !== null)];
 
 const load = () =>
   loadavg()
@@ -88,10 +98,12 @@ for (const result of results) {
 const loadAfter = load();
 
 const base = results.find((r) => r.name === NODE_HTTP.name);
+const nginxResult = nginx === null ? undefined : results.find((r) => r.name === nginx.name);
+const vsNginx = (r) => (nginxResult === undefined ? '–' : `${(r.rate / nginxResult.rate).toFixed(2)}x`);
 const rows = results
   .map(
     (r) =>
-      `| ${r.name} | ${r.rate.toFixed(0)} | ${(r.rate / base.rate).toFixed(2)}x ` +
+      `| ${r.name} | ${r.rate.toFixed(0)} | ${(r.rate / base.rate).toFixed(2)}x | ${vsNginx(r)} ` +
       `| ${r.rates.map((x, i) => `${x.toFixed(0)}${(r.others[i] ?? 0) > DISTURBED ? '²' : ''}`).join(', ')} ` +
       `| ${r.serverCpu.toFixed(2)} (${r.serverUser.toFixed(2)} + ${r.serverSystem.toFixed(2)}) ` +
       `| ${(base.serverCpu / r.serverCpu).toFixed(2)}x | ${(100 * r.wrkShare).toFixed(0)}% |`,
@@ -111,19 +123,21 @@ Machine: ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), ${(totalmem() / 2 
 Node ${process.version}, ${wrkVersion}, ${new Date().toISOString()}.
 Load average before the run: ${loadBefore}; after: ${loadAfter}.
 
-| server | req/s (median) | vs node:http | runs | server CPU µs/request (user + sys, medians each) | CPU/request vs node:http | wrk's core |
-|---|---|---|---|---|---|---|
+| server | req/s (median) | vs node:http | vs nginx | runs | server CPU µs/request (user + sys, medians each) | CPU/request vs node:http | wrk's core |
+|---|---|---|---|---|---|---|---|
 ${rows}
 
 "CPU/request vs node:http" is node:http's CPU per request divided by the server's: how much
 less work it does per request. "wrk's core" is the share of CPU 1 wrk used: near 100%, wrk
 is the limit and req/s stops telling the servers apart. ² marks a run during which other
 processes took more than ${DISTURBED} of a core (after ${runs} re-measurements at most per server).
-${ceiling === null ? '(No C compiler here: the C ceiling row is missing.)\n' : ''}${END}`;
+nginx runs with one worker process (its CPU is counted with the idle master's), keep-alive,
+answering from memory (\`return 200\`), access log off.
+${nginx === null ? '(No /usr/sbin/nginx here: the nginx row is missing.)\n' : ''}${ceiling === null ? '(No C compiler here: the C ceiling row is missing.)\n' : ''}${END}`;
 
-const file = `${here}RESULTS.md`;
+mkdirSync(dirname(file), { recursive: true });
 const previous = existsSync(file) ? readFileSync(file, 'utf8') : '';
 const kept = previous.includes(END) ? previous.slice(previous.indexOf(END) + END.length) : '\n';
-const title = '# HTTP benchmark: asyncore-http vs node:http\n\n';
+const title = '# HTTP benchmark: asyncore-http vs node:http and nginx\n\n';
 writeFileSync(file, `${title}${generated}${kept}`);
 process.stdout.write(`${generated}\n`);

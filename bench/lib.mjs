@@ -1,0 +1,66 @@
+// What the benchmark scripts share: the median, and what /proc says about a process (its CPU
+// time, resident memory, open descriptors) and about the machine (both cores' busy time).
+// Linux only, like the benchmarks.
+import { execFileSync } from 'node:child_process';
+import { readFileSync, readdirSync } from 'node:fs';
+
+/** The median; of an even count, the mean of the two middle values. */
+export function median(values) {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+/** Clock ticks per second, the unit of the times in /proc/PID/stat and /proc/stat. */
+export const TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
+
+/** CPU seconds a process has used so far, user and system, all its threads. */
+export function cpuSeconds(pid) {
+  // Fields after the ")" of the command name (which may hold spaces): state is field 3,
+  // utime 14, stime 15.
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return { user: Number(fields[11]) / TICKS, system: Number(fields[12]) / TICKS };
+}
+
+/** CPU seconds all processes have used so far: both cores' busy time, from /proc/stat. */
+export function machineBusySeconds() {
+  // "cpu  user nice system idle iowait irq softirq steal ...", in clock ticks.
+  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  const total = fields.slice(0, 8).reduce((a, b) => a + b, 0);
+  return (total - fields[3] - fields[4]) / TICKS;
+}
+
+/** A process's resident memory (VmRSS) in KiB; throws when /proc has no such line. */
+export function vmRssKiB(pid) {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const match = /^VmRSS:\s+(\d+) kB/m.exec(status);
+  if (!match) throw new Error(`no VmRSS for pid ${pid}`);
+  return Number(match[1]);
+}
+
+/** How many descriptors a process holds open. */
+export function fdCount(pid) {
+  return readdirSync(`/proc/${pid}/fd`).length;
+}
+
+/**
+ * CPU seconds a process and its direct children have used so far (a server with worker
+ * processes, such as nginx's master and its worker). Children that exited are not counted.
+ */
+export function cpuSecondsWithChildren(pid) {
+  const total = cpuSeconds(pid);
+  for (const task of readdirSync(`/proc/${pid}/task`)) {
+    const children = readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim();
+    for (const child of children === '' ? [] : children.split(/\s+/)) {
+      try {
+        const own = cpuSeconds(Number(child));
+        total.user += own.user;
+        total.system += own.system;
+      } catch {
+        // exited meanwhile
+      }
+    }
+  }
+  return total;
+}
