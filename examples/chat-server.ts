@@ -28,7 +28,17 @@
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 
-import { AF_INET, AF_INET6, AsyncChat, Dispatcher, type Producer, Socket, type SocketMap, closeAll, loop } from 'asyncore';
+import {
+  AF_INET,
+  AF_INET6,
+  AsyncChat,
+  Dispatcher,
+  type Producer,
+  Socket,
+  type SocketMap,
+  closeAll,
+  loop,
+} from 'asyncore';
 
 /** The longest line a client may send, in bytes, "\n" excluded. */
 export const MAX_LINE = 512;
@@ -184,7 +194,7 @@ export class ChatServer extends Dispatcher {
 
   get port(): number {
     const name = this.socket instanceof Socket ? this.socket.getsockname() : null;
-    return Array.isArray(name) ? name[1] : 0;
+    return name === null || typeof name === 'string' ? 0 : name[1];
   }
 }
 

@@ -70,7 +70,7 @@ export class EchoServer extends Dispatcher {
   /** The port the kernel gave us (useful with port 0: "any free port"). */
   get port(): number {
     const name = this.socket instanceof Socket ? this.socket.getsockname() : null;
-    return Array.isArray(name) ? name[1] : 0;
+    return name === null || typeof name === 'string' ? 0 : name[1];
   }
 }
 

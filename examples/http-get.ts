@@ -36,7 +36,8 @@ export class HttpClient extends Dispatcher {
   /** Every chunk of the response, joined once at the end (no quadratic concatenation). */
   readonly #chunks: Buffer[] = [];
   #received = 0;
-  error: unknown = null;
+  /** What went wrong, if the exchange failed (a refused connection, a reset). */
+  error: Error | null = null;
 
   constructor(url: URL, map?: SocketMap) {
     super(null, map);
@@ -76,7 +77,7 @@ export class HttpClient extends Dispatcher {
   }
 
   override handleError(err: unknown): void {
-    this.error = err;
+    this.error = err instanceof Error ? err : new Error(String(err));
     this.close();
   }
 

@@ -26,7 +26,18 @@
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 
-import { AF_INET, AF_INET6, type Address, Dispatcher, DispatcherWithSend, SHUT_WR, Socket, type SocketMap, closeAll, loop } from 'asyncore';
+import {
+  AF_INET,
+  AF_INET6,
+  type Address,
+  Dispatcher,
+  DispatcherWithSend,
+  SHUT_WR,
+  Socket,
+  type SocketMap,
+  closeAll,
+  loop,
+} from 'asyncore';
 
 const READ_SIZE = 65536;
 const HIGH_WATER = 1 << 20;
@@ -161,7 +172,7 @@ export class PortForwarder extends Dispatcher {
 
   get port(): number {
     const name = this.socket instanceof Socket ? this.socket.getsockname() : null;
-    return Array.isArray(name) ? name[1] : 0;
+    return name === null || typeof name === 'string' ? 0 : name[1];
   }
 }
 

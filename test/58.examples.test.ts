@@ -24,16 +24,20 @@ afterEach(() => {
 });
 
 /** Starts a program and resolves with the port in the first line matching `pattern`. */
-function start(command: string, args: string[], pattern = /listening on [^\n]*:(\d+)\n/): Promise<{ child: ChildProcess; port: number; output: () => string }> {
+function start(
+  command: string,
+  args: string[],
+  pattern = /listening on [^\n]*:(\d+)\n/,
+): Promise<{ child: ChildProcess; port: number; output: () => string }> {
   const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   children.push(child);
   let stdout = '';
   let stderr = '';
-  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${command} did not start: ${stdout}${stderr}`)), 15_000);
     child.on('exit', (code) => reject(new Error(`${command} exited ${String(code)}: ${stdout}${stderr}`)));
-    child.stdout?.on('data', (d: Buffer) => {
+    child.stdout.on('data', (d: Buffer) => {
       stdout += d.toString();
       const m = pattern.exec(stdout);
       if (m !== null) {
@@ -52,9 +56,25 @@ function tempDir(): string {
 
 describe('lesson 1: the echo server', () => {
   it('echoes every byte to a client with idle connections beside it, and traces its iterations', async () => {
-    const server = await start(process.execPath, [program('echo-server'), '--port', '0', '--backend', 'epoll', '--trace']);
+    const server = await start(process.execPath, [
+      program('echo-server'),
+      '--port',
+      '0',
+      '--backend',
+      'epoll',
+      '--trace',
+    ]);
     // docs/tour/client.py checks each echo byte for byte and fails otherwise.
-    const client = await run('python3', [join(ROOT, 'docs', 'tour', 'client.py'), String(server.port), '--idle', '20', '--messages', '200', '--size', '3000']);
+    const client = await run('python3', [
+      join(ROOT, 'docs', 'tour', 'client.py'),
+      String(server.port),
+      '--idle',
+      '20',
+      '--messages',
+      '200',
+      '--size',
+      '3000',
+    ]);
     expect(client.stderr).toBe('');
     expect(client.code).toBe(0);
     expect(JSON.parse(client.stdout)).toMatchObject({ idle: 20, messages: 200 });
@@ -77,10 +97,20 @@ describe('lesson 2: the HTTP/1.0 client', () => {
     const dir = tempDir();
     const blob = randomBytes(300_000);
     writeFileSync(join(dir, 'blob.bin'), blob);
-    const server = await start('python3', ['-u', '-m', 'http.server', '0', '--bind', '127.0.0.1', '--directory', dir], /port (\d+)/);
+    const server = await start(
+      'python3',
+      ['-u', '-m', 'http.server', '0', '--bind', '127.0.0.1', '--directory', dir],
+      /port (\d+)/,
+    );
 
     const out = join(dir, 'got.bin');
-    const ok = await run('bash', ['-c', `node "$0" "$1" > "$2"`, program('http-get'), `http://127.0.0.1:${server.port}/blob.bin`, out]);
+    const ok = await run('bash', [
+      '-c',
+      `node "$0" "$1" > "$2"`,
+      program('http-get'),
+      `http://127.0.0.1:${server.port}/blob.bin`,
+      out,
+    ]);
     expect(ok.stderr).toBe('HTTP/1.0 200 OK\n');
     expect(ok.code).toBe(0);
     expect(readFileSync(out).equals(blob)).toBe(true);
@@ -123,10 +153,20 @@ print(len(got), hashlib.sha256(got).hexdigest() == hashlib.sha256(data).hexdiges
   it('carries three concurrent half-closing clients through socat, both ways, and exits 0 on SIGTERM', async () => {
     const target = await freePort();
     // socat's -t: after one direction ends, wait up to 10 s for the other (cat's output).
-    const socat = spawn('socat', ['-t', '10', `TCP-LISTEN:${target},bind=127.0.0.1,reuseaddr,fork`, 'EXEC:cat'], { stdio: 'ignore' });
+    const socat = spawn('socat', ['-t', '10', `TCP-LISTEN:${target},bind=127.0.0.1,reuseaddr,fork`, 'EXEC:cat'], {
+      stdio: 'ignore',
+    });
     children.push(socat);
-    const forwarder = await start(process.execPath, [program('port-forwarder'), '--listen', '0', '--to', `127.0.0.1:${target}`]);
-    const clients = await Promise.all([1, 2, 3].map(() => run('python3', ['-c', HALF_CLOSE_CLIENT, String(forwarder.port)])));
+    const forwarder = await start(process.execPath, [
+      program('port-forwarder'),
+      '--listen',
+      '0',
+      '--to',
+      `127.0.0.1:${target}`,
+    ]);
+    const clients = await Promise.all(
+      [1, 2, 3].map(() => run('python3', ['-c', HALF_CLOSE_CLIENT, String(forwarder.port)])),
+    );
     for (const client of clients) {
       expect(client.stderr).toBe('');
       expect(client.stdout).toBe('2000000 True\n');
@@ -139,10 +179,27 @@ print(len(got), hashlib.sha256(got).hexdigest() == hashlib.sha256(data).hexdiges
     const dir = tempDir();
     const blob = randomBytes(500_000);
     writeFileSync(join(dir, 'blob.bin'), blob);
-    const http = await start('python3', ['-u', '-m', 'http.server', '0', '--bind', '127.0.0.1', '--directory', dir], /port (\d+)/);
-    const forwarder = await start(process.execPath, [program('port-forwarder'), '--listen', '0', '--to', `127.0.0.1:${http.port}`]);
+    const http = await start(
+      'python3',
+      ['-u', '-m', 'http.server', '0', '--bind', '127.0.0.1', '--directory', dir],
+      /port (\d+)/,
+    );
+    const forwarder = await start(process.execPath, [
+      program('port-forwarder'),
+      '--listen',
+      '0',
+      '--to',
+      `127.0.0.1:${http.port}`,
+    ]);
     const out = join(dir, 'got.bin');
-    const curl = await run('curl', ['-sS', '--max-time', '20', '-o', out, `http://127.0.0.1:${forwarder.port}/blob.bin`]);
+    const curl = await run('curl', [
+      '-sS',
+      '--max-time',
+      '20',
+      '-o',
+      out,
+      `http://127.0.0.1:${forwarder.port}/blob.bin`,
+    ]);
     expect(curl.stderr).toBe('');
     expect(curl.code).toBe(0);
     expect(readFileSync(out).equals(blob)).toBe(true);
@@ -223,7 +280,8 @@ print(json.dumps(transcripts))
       bob:
         '* hello: say NICK yourname\n! a nickname is 1 to 16 letters, digits, _ or -\n! alice is taken\n' +
         '* you are bob\n* bob joined\n* carol joined\nalice: hello ev\u00e9ry \u2713one\n',
-      carol: '* hello: say NICK yourname\n* you are carol\n* carol joined\nalice: hello ev\u00e9ry \u2713one\n* bob left\n<EOF>',
+      carol:
+        '* hello: say NICK yourname\n* you are carol\n* carol joined\nalice: hello ev\u00e9ry \u2713one\n* bob left\n<EOF>',
     });
     expect(server.output()).toContain('closing (line too long)');
     server.child.kill('SIGTERM');

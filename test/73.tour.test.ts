@@ -42,7 +42,10 @@ describe('the how-it-works tour, generated in short mode', () => {
 
   it('has every section, in order, each with the command that reproduces it', () => {
     const positions = SECTIONS.map((heading) => doc.indexOf(heading));
-    expect(positions.every((p) => p >= 0), `missing sections in:\n${doc}`).toBe(true);
+    expect(
+      positions.every((p) => p >= 0),
+      `missing sections in:\n${doc}`,
+    ).toBe(true);
     expect([...positions].sort((a, b) => a - b)).toEqual(positions);
     const parts = doc.split(/^## \d\. /m).slice(1);
     expect(parts).toHaveLength(SECTIONS.length);
@@ -57,8 +60,11 @@ describe('the how-it-works tour, generated in short mode', () => {
     // The three sets, recorded through the trace option: the listener in the read set.
     expect(doc).toMatch(/^\| 0 \| \{\d+\} \| \{\} \| \{\d+\} \| \d+: IN \|/m);
     // strace counted the wait of each backend.
-    for (const call of ['pselect6', 'poll', 'epoll_wait', 'recvfrom', 'sendto']) expect(doc).toMatch(new RegExp(`^\\| \`${call}\` \\|`, 'm'));
-    expect(doc).toMatch(/select +threw RangeError: fd \d{4,} is beyond what select\(\) can watch .*use backend 'poll' or 'epoll'/);
+    for (const call of ['pselect6', 'poll', 'epoll_wait', 'recvfrom', 'sendto'])
+      expect(doc).toMatch(new RegExp(`^\\| \`${call}\` \\|`, 'm'));
+    expect(doc).toMatch(
+      /select +threw RangeError: fd \d{4,} is beyond what select\(\) can watch .*use backend 'poll' or 'epoll'/,
+    );
     expect(doc).toMatch(/epoll +watched fd \d{4,}, accepted 1 connection/);
     expect(doc).toContain('ValueError: filedescriptor out of range in select()');
     expect(doc).toMatch(/^\| `loop\(\)` \(`--mode thread`\) \| [\d,.]+ \|$/m);
@@ -79,7 +85,11 @@ describe('the how-it-works tour, generated in short mode', () => {
   });
 
   it('draws every chart as an SVG with marks from the data, and links it', () => {
-    expect(readdirSync(join(out, 'tour')).filter((f) => f.endsWith('.svg')).sort()).toEqual(CHARTS);
+    expect(
+      readdirSync(join(out, 'tour'))
+        .filter((f) => f.endsWith('.svg'))
+        .sort(),
+    ).toEqual(CHARTS);
     for (const name of CHARTS) {
       const svg = readFileSync(join(out, 'tour', name), 'utf8');
       expect(svg.startsWith('<svg'), name).toBe(true);
@@ -87,7 +97,9 @@ describe('the how-it-works tour, generated in short mode', () => {
       // vega draws the data in role-mark groups (axes, legends and titles have other roles),
       // one path per bar, line or point, labelled with its values.
       const groups = [...svg.matchAll(/<g class="mark-\w+ role-mark[^>]*>([\s\S]*?)<\/g>/g)];
-      const marks = groups.flatMap((g) => (g[1] as string).match(/<path [^>]*aria-label="[^"]*\d[^"]*"[^>]*d="M/g) ?? []);
+      const marks = groups.flatMap(
+        (g) => (g[1] as string).match(/<path [^>]*aria-label="[^"]*\d[^"]*"[^>]*d="M/g) ?? [],
+      );
       expect(marks.length, name).toBeGreaterThanOrEqual(4);
       expect(doc).toContain(`](tour/${name})`);
     }

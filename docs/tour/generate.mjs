@@ -35,7 +35,16 @@ const CHARTS = path.join(OUT, 'tour');
 
 // Counts: the full tour, and the short mode the test runs (small, same code paths).
 const COUNTS = SHORT
-  ? { strace: 300, idlePoints: [0, 20], idleBigPoints: [60], idleMessages: 100, bridgeMessages: 200, bridgeRuns: 1, timelineIdle: 50, timelineMessages: 30 }
+  ? {
+      strace: 300,
+      idlePoints: [0, 20],
+      idleBigPoints: [60],
+      idleMessages: 100,
+      bridgeMessages: 200,
+      bridgeRuns: 1,
+      timelineIdle: 50,
+      timelineMessages: 30,
+    }
   : {
       strace: 10_000,
       idlePoints: [0, 100, 250, 500, 900],
@@ -198,7 +207,8 @@ function source(file, text, label = text) {
 
 // --- formatting ---------------------------------------------------------------------------
 
-const fmt = (n, digits = 0) => n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+const fmt = (n, digits = 0) =>
+  n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
 const set = (fds) => `{${fds.join(', ')}}`;
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const EVENTS = [
@@ -309,11 +319,17 @@ async function sectionStrace() {
   // Every system call that at least one configuration makes once per 100 messages or more.
   const names = [...new Set(results.flatMap((r) => Object.keys(r.counts)))]
     .filter((name) => results.some((r) => (r.counts[name] ?? 0) * scale >= 100))
-    .sort((a, b) => Math.max(...results.map((r) => r.counts[b] ?? 0)) - Math.max(...results.map((r) => r.counts[a] ?? 0)));
+    .sort(
+      (a, b) => Math.max(...results.map((r) => r.counts[b] ?? 0)) - Math.max(...results.map((r) => r.counts[a] ?? 0)),
+    );
   const total = (r) => Object.values(r.counts).reduce((a, b) => a + b, 0);
-  const rows = names.map((name) => `| \`${name}\` | ${results.map((r) => fmt((r.counts[name] ?? 0) * scale)).join(' | ')} |`);
+  const rows = names.map(
+    (name) => `| \`${name}\` | ${results.map((r) => fmt((r.counts[name] ?? 0) * scale)).join(' | ')} |`,
+  );
   rows.push(`| **all system calls** | ${results.map((r) => `**${fmt(total(r) * scale)}**`).join(' | ')} |`);
-  const values = results.flatMap((r) => names.map((name) => ({ config: r.label, syscall: name, calls: Math.round((r.counts[name] ?? 0) * scale) })));
+  const values = results.flatMap((r) =>
+    names.map((name) => ({ config: r.label, syscall: name, calls: Math.round((r.counts[name] ?? 0) * scale) })),
+  );
   const svg = await chart('syscalls', {
     title: `System calls of the echo server per 10,000 messages (one client)`,
     width: 460,
@@ -328,7 +344,8 @@ async function sectionStrace() {
   });
   const perMessage = (r, name) => fmt(((r.counts[name] ?? 0) * scale) / 10_000, 2);
   // The wait's name as strace shows it: glibc implements select() with pselect6 and may use ppoll.
-  const waitCall = (r, candidates) => candidates.reduce((best, name) => ((r.counts[name] ?? 0) > (r.counts[best] ?? 0) ? name : best));
+  const waitCall = (r, candidates) =>
+    candidates.reduce((best, name) => ((r.counts[name] ?? 0) > (r.counts[best] ?? 0) ? name : best));
   const [sel, pol, ep, th] = results;
   const waits = [
     [sel, waitCall(sel, ['select', 'pselect6'])],
@@ -371,7 +388,7 @@ What the table says:
   (section 4).
 - \`loop()\` runs the same waits on a native thread; the extra calls in its column
   (\`futex\`, \`write\` / \`read\` of an eventfd, the \`epoll_pwait\` of Node's own loop) are the thread
-  bridge handing each batch to JavaScript and back (section 5): ${fmt((total(th) - total(ep)) * scale / 10_000, 1)} more
+  bridge handing each batch to JavaScript and back (section 5): ${fmt(((total(th) - total(ep)) * scale) / 10_000, 1)} more
   system calls per message than \`loopSync\` on the same backend.
 `;
 }
@@ -381,7 +398,8 @@ async function sectionFdSetsize() {
   const { stdout } = await run(process.execPath, [path.join(TOUR, 'fd-setsize.mjs')]);
   const result = JSON.parse(stdout);
   const lines = Object.entries(result.backends).map(
-    ([backend, r]) => `${backend.padEnd(6)} ${r.ok ? `watched fd ${result.fd}, accepted ${r.accepted} connection` : `threw ${r.error}`}`,
+    ([backend, r]) =>
+      `${backend.padEnd(6)} ${r.ok ? `watched fd ${result.fd}, accepted ${r.accepted} connection` : `threw ${r.error}`}`,
   );
   return `## 3. Why \`select()\` stops at FD_SETSIZE, and what the package does
 
@@ -448,7 +466,13 @@ async function sectionIdle() {
     encoding: {
       x: { field: 'idle', type: 'quantitative', title: 'idle connections (open, silent)' },
       y: { field: 'us', type: 'quantitative', title: 'µs per round trip (= per loop iteration)' },
-      color: { field: 'subject', type: 'nominal', sort: subjects.map((s) => s.label), title: 'server', legend: { labelLimit: 300 } },
+      color: {
+        field: 'subject',
+        type: 'nominal',
+        sort: subjects.map((s) => s.label),
+        title: 'server',
+        legend: { labelLimit: 300 },
+      },
     },
   });
   const idles = [...new Set(values.map((v) => v.idle))].sort((a, b) => a - b);
@@ -501,7 +525,8 @@ async function sectionBridge(stracedThread) {
   for (const mode of ['sync', 'thread']) {
     const server = await echoServer('epoll', mode);
     const runs = [];
-    for (let i = 0; i < COUNTS.bridgeRuns; i++) runs.push((await client(server.port, { messages: COUNTS.bridgeMessages })).usPerRoundTrip);
+    for (let i = 0; i < COUNTS.bridgeRuns; i++)
+      runs.push((await client(server.port, { messages: COUNTS.bridgeMessages })).usPerRoundTrip);
     await stopServer(server);
     perMode[mode] = median(runs);
   }
@@ -570,17 +595,17 @@ function sectionBytePath() {
       source('native/reactor.cc', 'int Reactor::Poll(', 'Reactor::Poll'),
     ],
     [
-      'Under `loopSync()`, the N-API wrapper copies the batch into the loop\'s `Int32Array` as `[fd, events]` pairs (under `loop()`, `TakeReady` in bridge.cc does the same after the hand-over):',
+      "Under `loopSync()`, the N-API wrapper copies the batch into the loop's `Int32Array` as `[fd, events]` pairs (under `loop()`, `TakeReady` in bridge.cc does the same after the hand-over):",
       source('native/addon.cc', 'Napi::Value Poll(const Napi::CallbackInfo& info)', 'ReactorWrap::Poll'),
     ],
     [
       'In TypeScript, one iteration is ask, wait, dispatch:',
       source('src/loop.ts', 'function iterateSync(', 'iterateSync'),
-      'and the poller looks up each ready fd\'s dispatcher in the map before any handler runs (a handler may close another fd, and a new socket may reuse its number)',
+      "and the poller looks up each ready fd's dispatcher in the map before any handler runs (a handler may close another fd, and a new socket may reuse its number)",
       source('src/loop.ts', 'dispatch(count: number, map: SocketMap): void', 'Poller.dispatch'),
     ],
     [
-      'poll-style backends route each fd\'s events as Python\'s `readwrite()` does (select: a read pass, a write pass, an except pass):',
+      "poll-style backends route each fd's events as Python's `readwrite()` does (select: a read pass, a write pass, an except pass):",
       source('src/loop.ts', 'export function readwrite(', 'readwrite'),
       'POLLIN goes to',
       source('src/loop.ts', 'if (flags & POLLIN) obj.handleReadEvent();', 'handleReadEvent()'),
@@ -633,7 +658,12 @@ async function sectionTimeline() {
       t += it.waitMs;
       values.push({ backend, phase: 'dispatching', start: t, end: t + it.dispatchMs, iteration: it.iteration });
       t += it.dispatchMs;
-      ready.push({ backend, iteration: ready.filter((x) => x.backend === backend).length, ready: it.ready.length, watched: it.read.length });
+      ready.push({
+        backend,
+        iteration: ready.filter((x) => x.backend === backend).length,
+        ready: it.ready.length,
+        watched: it.read.length,
+      });
     }
     const all = r.traces.filter((x) => x.ready.some((y) => y.fd === r.busyFd));
     summary.push({
@@ -645,8 +675,9 @@ async function sectionTimeline() {
       n: all.length,
     });
   }
+  const shown = Math.min(...backends.map((b) => ready.filter((x) => x.backend === b).length));
   const svg = await chart('timeline', {
-    title: `${TIMELINE_ITERATIONS} iterations of one busy connection beside ${fmt(COUNTS.timelineIdle)} idle ones`,
+    title: `${shown} iterations of one busy connection beside ${fmt(COUNTS.timelineIdle)} idle ones`,
     vconcat: [
       {
         width: 640,
@@ -657,7 +688,13 @@ async function sectionTimeline() {
           row: { field: 'backend', type: 'nominal', sort: backends, title: null },
           x: { field: 'start', type: 'quantitative', title: 'time since the first iteration shown (ms)' },
           x2: { field: 'end' },
-          color: { field: 'phase', type: 'nominal', sort: ['waiting', 'dispatching'], scale: { range: ['#9ecae9', '#e45756'] }, title: null },
+          color: {
+            field: 'phase',
+            type: 'nominal',
+            sort: ['waiting', 'dispatching'],
+            scale: { range: ['#9ecae9', '#e45756'] },
+            title: null,
+          },
         },
       },
       {
@@ -667,21 +704,27 @@ async function sectionTimeline() {
         mark: 'bar',
         encoding: {
           row: { field: 'backend', type: 'nominal', sort: backends, title: null },
-          x: { field: 'iteration', type: 'ordinal', title: 'iteration', axis: { labelAngle: 0, values: [0, 10, 20, 30] } },
+          x: {
+            field: 'iteration',
+            type: 'ordinal',
+            title: 'iteration',
+            axis: { labelAngle: 0, values: [0, 10, 20, 30] },
+          },
           y: { field: 'ready', type: 'quantitative', title: 'ready fds', scale: { domainMin: 0 } },
         },
       },
     ],
   });
   const rows = summary.map(
-    (s) => `| ${s.backend} | ${fmt(s.watched)} | ${fmt(s.ready)} | ${fmt(s.wait * 1000)} | ${fmt(s.dispatch * 1000)} | ${fmt(s.n)} |`,
+    (s) =>
+      `| ${s.backend} | ${fmt(s.watched)} | ${fmt(s.ready)} | ${fmt(s.wait * 1000)} | ${fmt(s.dispatch * 1000)} | ${fmt(s.n)} |`,
   );
   return `## 7. A timeline of one recorded trace: 1 busy connection beside ${fmt(COUNTS.timelineIdle)} idle ones
 
 The trace of section 1 has timestamps; drawn over time, it shows where an iteration's time
 goes. Here \`docs/tour/record.mjs\` runs README's echo server under \`loopSync()\` with the \`trace\`
 option while the client opens ${fmt(COUNTS.timelineIdle)} idle connections and then sends ${fmt(COUNTS.timelineMessages)} messages on one more.
-The picture shows ${TIMELINE_ITERATIONS} consecutive iterations in which the busy connection was ready: blue is
+The picture shows ${shown} consecutive iterations in which the busy connection was ready: blue is
 time inside the wait (\`select()\` / \`epoll_wait()\`), red is time dispatching (\`handleRead()\`,
 \`recv\`, \`send\`, the loop's own bookkeeping), and below, how many fds each wait reported ready.
 
@@ -741,7 +784,9 @@ npm run build:ts && node docs/tour/generate.mjs
 (${SHORT ? 'short mode: small counts, for the test suite' : 'full run'}, ${seconds} s, on ${cpus().length} CPUs with load
 ${loadavg()
   .map((l) => l.toFixed(2))
-  .join(' / ')}, package commit ${commit}, Node ${process.version}. Absolute times vary from machine to machine and run to
+  .join(
+    ' / ',
+  )}, package commit ${commit}, Node ${process.version}. Absolute times vary from machine to machine and run to
 run; the shapes do not. The machine was shared with other work, so expect some noise.)
 
 Contents: 1. one echo client under \`select()\` · 2. \`poll()\` and \`epoll\`: system calls ·

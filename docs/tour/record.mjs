@@ -59,9 +59,13 @@ class EchoServer extends Dispatcher {
 const server = new EchoServer();
 const listenerFd = server.fileno();
 const port = server.socket.getsockname()[1];
-const child = spawn('python3', [client, String(port), '--idle', String(idle), '--messages', values.messages, '--size', values.size], {
-  stdio: ['ignore', 'pipe', 'inherit'],
-});
+const child = spawn(
+  'python3',
+  [client, String(port), '--idle', String(idle), '--messages', values.messages, '--size', values.size],
+  {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  },
+);
 let clientOutput = '';
 child.stdout.on('data', (d) => (clientOutput += d));
 
