@@ -1,10 +1,12 @@
 """The tour's load client: idle connections beside one busy one, against an echo server.
 
-    python3 docs/tour/client.py PORT [--idle N] [--messages M] [--size BYTES]
+    python3 docs/tour/client.py PORT [--idle N] [--messages M] [--size BYTES] [--warmup W] [--rounds R]
 
 It opens N idle connections and proves each one was accepted (one byte echoed), then sends M
 messages of BYTES bytes on one more connection, one at a time, each waiting for its echo, and
-checks every byte. It prints one JSON line: {"idle", "messages", "seconds", "usPerRoundTrip"}.
+checks every byte. With --rounds R the M messages are timed in R rounds and the median round
+counts (a shared machine has hiccups); the W warm-up messages before them are not timed.
+It prints one JSON line: {"idle", "messages", "seconds", "usPerRoundTrip"}.
 The idle connections stay open, silent, while the busy one runs: the server must watch them.
 """
 import argparse
@@ -32,6 +34,8 @@ def main():
     parser.add_argument("--idle", type=int, default=0)
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--warmup", type=int, default=0)
+    parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -49,13 +53,21 @@ def main():
 
     busy = socket.create_connection((args.host, args.port))
     busy.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    started = time.perf_counter()
-    for i in range(args.messages):
-        message = (b"%08d" % i) * (args.size // 8) + b"x" * (args.size % 8)
-        busy.sendall(message)
-        if recv_exactly(busy, len(message)) != message:
-            raise SystemExit("message %d came back changed" % i)
-    seconds = time.perf_counter() - started
+
+    def round_trips(first, count):
+        started = time.perf_counter()
+        for i in range(first, first + count):
+            message = (b"%08d" % i) * (args.size // 8) + b"x" * (args.size % 8)
+            busy.sendall(message)
+            if recv_exactly(busy, len(message)) != message:
+                raise SystemExit("message %d came back changed" % i)
+        return time.perf_counter() - started
+
+    round_trips(0, args.warmup)
+    per_round = max(args.messages // args.rounds, 1)
+    rounds = sorted(round_trips(args.warmup + r * per_round, per_round) for r in range(args.rounds))
+    seconds = sum(rounds)
+    median = rounds[len(rounds) // 2]
     busy.close()
     for sock in idle:
         sock.close()
@@ -63,7 +75,7 @@ def main():
         "idle": args.idle,
         "messages": args.messages,
         "seconds": seconds,
-        "usPerRoundTrip": seconds / max(args.messages, 1) * 1e6,
+        "usPerRoundTrip": median / per_round * 1e6,
     }))
 
 

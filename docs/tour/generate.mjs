@@ -40,6 +40,9 @@ const COUNTS = SHORT
       idlePoints: [0, 20],
       idleBigPoints: [60],
       idleMessages: 100,
+      idleBigMessages: 50,
+      idleRounds: 1,
+      warmup: 10,
       bridgeMessages: 200,
       bridgeRuns: 1,
       timelineIdle: 50,
@@ -50,6 +53,9 @@ const COUNTS = SHORT
       idlePoints: [0, 100, 250, 500, 900],
       idleBigPoints: [2000, 5000],
       idleMessages: 2000,
+      idleBigMessages: 100,
+      idleRounds: 5,
+      warmup: 300,
       bridgeMessages: 5000,
       bridgeRuns: 3,
       timelineIdle: 1000,
@@ -117,7 +123,7 @@ async function stopServer(server) {
 }
 
 /** docs/tour/client.py: `idle` silent connections, then `messages` echoed round trips. */
-async function client(port, { idle = 0, messages, size = 64 }) {
+async function client(port, { idle = 0, messages, size = 64, warmup = 0, rounds = 1 }) {
   const { stdout } = await run('python3', [
     path.join(TOUR, 'client.py'),
     String(port),
@@ -127,6 +133,10 @@ async function client(port, { idle = 0, messages, size = 64 }) {
     String(messages),
     '--size',
     String(size),
+    '--warmup',
+    String(warmup),
+    '--rounds',
+    String(rounds),
   ]);
   return JSON.parse(stdout);
 }
@@ -451,8 +461,9 @@ async function sectionIdle() {
     const server = await subject.start();
     const points = subject.select ? COUNTS.idlePoints : [...COUNTS.idlePoints, ...COUNTS.idleBigPoints];
     for (const idle of points) {
-      const messages = idle > 1000 ? Math.max(100, COUNTS.idleMessages / 4) : COUNTS.idleMessages;
-      const r = await client(server.port, { idle, messages });
+      const messages = idle > 1000 ? COUNTS.idleBigMessages : COUNTS.idleMessages;
+      const warmup = Math.min(COUNTS.warmup, messages);
+      const r = await client(server.port, { idle, messages, warmup, rounds: COUNTS.idleRounds });
       values.push({ subject: subject.label, idle, us: Math.round(r.usPerRoundTrip * 10) / 10 });
     }
     await stopServer(server);
@@ -465,7 +476,7 @@ async function sectionIdle() {
     mark: { type: 'line', point: true },
     encoding: {
       x: { field: 'idle', type: 'quantitative', title: 'idle connections (open, silent)' },
-      y: { field: 'us', type: 'quantitative', title: 'µs per round trip (= per loop iteration)' },
+      y: { field: 'us', type: 'quantitative', title: 'µs per round trip (log scale)', scale: { type: 'log' } },
       color: {
         field: 'subject',
         type: 'nominal',
@@ -486,10 +497,12 @@ async function sectionIdle() {
 
 A chat server or a proxy holds many connections that are quiet most of the time. Does an idle
 connection cost anything? Here one client opens *N* idle connections (each proves it was
-accepted with a one-byte echo, then stays silent), then runs ${fmt(COUNTS.idleMessages)} round trips on one more
-connection (${fmt(Math.max(100, COUNTS.idleMessages / 4))} above 1,000 idle), and reports the mean time per round trip. Each round trip is one
+accepted with a one-byte echo, then stays silent), then runs round trips on one more
+connection: ${fmt(COUNTS.idleMessages)} of them (${fmt(COUNTS.idleBigMessages)} above 1,000 idle) in ${COUNTS.idleRounds} timed round${COUNTS.idleRounds > 1 ? 's' : ''}, after up to
+${fmt(COUNTS.warmup)} untimed ones, and reports the median round's time per round trip. Each round trip is one
 loop iteration of the server, so the curve is the iteration cost as the idle set grows (plus a
-constant: the client's own Python and the loopback).
+constant: the client's own Python and the loopback). The y axis is logarithmic: the costs span
+several orders of magnitude.
 
 ![Time per round trip against idle connections](${svg})
 
@@ -499,7 +512,7 @@ ${rows.join('\n')}
 
 ${reproduce(
   'node dist/cli/echo.js --backend BACKEND --port 0',
-  'python3 docs/tour/client.py PORT --idle N --messages 2000',
+  `python3 docs/tour/client.py PORT --idle N --messages ${COUNTS.idleMessages} --warmup ${COUNTS.warmup} --rounds ${COUNTS.idleRounds}`,
 )}; Python's server: \`python3 -W ignore docs/tour/py_echo.py [--poll]\`. \`select\` is measured up to ${fmt(maxSmall)} idle
 connections only: near 1,000 the server's fds pass 1,024 (section 3).
 
@@ -510,7 +523,8 @@ Why the curves differ:
 - **poll** passes the array of every watched \`pollfd\` on every wait; the kernel polls each one.
   Cost grows with the number of watched fds.
 - **epoll** keeps the set in the kernel; a wait costs the number of *ready* fds. An idle
-  connection costs nothing per iteration: the line stays flat.
+  connection costs nothing per iteration: the line stays flat, up to the noise of a shared
+  machine.
 - **Python's asyncore** pays all of the above *and* calls \`readable()\` and \`writable()\` on every
   dispatcher in Python, every iteration (\`poll2\` even builds a new \`select.poll()\` object each
   time). The package asks its built-in predicates only when their state changes (README,
@@ -525,8 +539,9 @@ async function sectionBridge(stracedThread) {
   for (const mode of ['sync', 'thread']) {
     const server = await echoServer('epoll', mode);
     const runs = [];
-    for (let i = 0; i < COUNTS.bridgeRuns; i++)
-      runs.push((await client(server.port, { messages: COUNTS.bridgeMessages })).usPerRoundTrip);
+    for (let i = 0; i < COUNTS.bridgeRuns; i++) {
+      runs.push((await client(server.port, { messages: COUNTS.bridgeMessages, warmup: COUNTS.warmup })).usPerRoundTrip);
+    }
     await stopServer(server);
     perMode[mode] = median(runs);
   }
@@ -562,7 +577,7 @@ threads take turns (\`LoopCore::Turn\`), so the reactor is never touched by both
 needs no lock of its own. Interest that changes while the thread waits (a Node timer calls
 \`send()\`) wakes it through the reactor's eventfd (${source('native/reactor.cc', 'void Reactor::Wake()', 'Reactor::Wake')}).
 
-What it costs, measured: one client, ${fmt(COUNTS.bridgeMessages)} round trips on \`epoll\`, median of ${COUNTS.bridgeRuns} run${COUNTS.bridgeRuns > 1 ? 's' : ''}:
+What it costs, measured: one client, ${fmt(COUNTS.bridgeMessages)} round trips on \`epoll\` (after ${fmt(COUNTS.warmup)} untimed ones), median of ${COUNTS.bridgeRuns} run${COUNTS.bridgeRuns > 1 ? 's' : ''}:
 
 | mode | µs per round trip |
 |---|---:|
@@ -570,13 +585,13 @@ What it costs, measured: one client, ${fmt(COUNTS.bridgeMessages)} round trips o
 | \`loop()\` (\`--mode thread\`) | ${fmt(perMode.thread, 1)} |
 | the bridge, per iteration | ${fmt(added, 1)} |
 
-${reproduce('node dist/cli/echo.js --backend epoll --mode sync|thread --port 0', `python3 docs/tour/client.py PORT --messages ${COUNTS.bridgeMessages}`)}
+${reproduce('node dist/cli/echo.js --backend epoll --mode sync|thread --port 0', `python3 docs/tour/client.py PORT --messages ${COUNTS.bridgeMessages} --warmup ${COUNTS.warmup}`)}
 
 In system calls (section 2), the thread costs ${stracedThread} per message more than \`loopSync()\`: the
 hand-over wakes a sleeping thread twice per iteration (futex), and Node's own loop must wake up
-(its \`epoll_pwait\` and eventfd) to run the batch. It is a few microseconds, paid once per
-iteration however many fds are ready, so it matters for one ping-pong connection and fades
-under load. The benchmark (\`bench/RESULTS.md\`, "asyncore sync" and "asyncore thread" rows)
+(its \`epoll_pwait\` and eventfd) to run the batch. That cost is paid once per iteration,
+however many fds are ready, so it matters most for one ping-pong connection like this one and
+is spread thin when each wait returns many ready fds. The benchmark (\`bench/RESULTS.md\`, "asyncore sync" and "asyncore thread" rows)
 measures the same difference at 1 and 50 connections.
 `;
 }
