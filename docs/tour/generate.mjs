@@ -44,7 +44,6 @@ const COUNTS = SHORT
       idleRounds: 1,
       warmup: 10,
       bridgeMessages: 200,
-      bridgeRuns: 1,
       timelineIdle: 50,
       timelineMessages: 30,
     }
@@ -54,10 +53,9 @@ const COUNTS = SHORT
       idleBigPoints: [2000, 5000],
       idleMessages: 2000,
       idleBigMessages: 100,
-      idleRounds: 5,
+      idleRounds: 10,
       warmup: 300,
       bridgeMessages: 5000,
-      bridgeRuns: 3,
       timelineIdle: 1000,
       timelineMessages: 200,
     };
@@ -499,7 +497,9 @@ A chat server or a proxy holds many connections that are quiet most of the time.
 connection cost anything? Here one client opens *N* idle connections (each proves it was
 accepted with a one-byte echo, then stays silent), then runs round trips on one more
 connection: ${fmt(COUNTS.idleMessages)} of them (${fmt(COUNTS.idleBigMessages)} above 1,000 idle) in ${COUNTS.idleRounds} timed round${COUNTS.idleRounds > 1 ? 's' : ''}, after up to
-${fmt(COUNTS.warmup)} untimed ones, and reports the median round's time per round trip. Each round trip is one
+${fmt(COUNTS.warmup)} untimed ones, and reports the time per round trip of the fastest round (the
+machine is shared: other work delays some rounds, and the least disturbed one is the closest to
+the cost of the loop itself). Each round trip is one
 loop iteration of the server, so the curve is the iteration cost as the idle set grows (plus a
 constant: the client's own Python and the loopback). The y axis is logarithmic: the costs span
 several orders of magnitude.
@@ -538,12 +538,9 @@ async function sectionBridge(stracedThread) {
   const perMode = {};
   for (const mode of ['sync', 'thread']) {
     const server = await echoServer('epoll', mode);
-    const runs = [];
-    for (let i = 0; i < COUNTS.bridgeRuns; i++) {
-      runs.push((await client(server.port, { messages: COUNTS.bridgeMessages, warmup: COUNTS.warmup })).usPerRoundTrip);
-    }
+    const options = { messages: COUNTS.bridgeMessages, warmup: COUNTS.warmup, rounds: COUNTS.idleRounds };
+    perMode[mode] = (await client(server.port, options)).usPerRoundTrip;
     await stopServer(server);
-    perMode[mode] = median(runs);
   }
   const added = perMode.thread - perMode.sync;
   return `## 5. \`loopSync()\` vs \`loop()\`: the thread bridge
@@ -577,7 +574,7 @@ threads take turns (\`LoopCore::Turn\`), so the reactor is never touched by both
 needs no lock of its own. Interest that changes while the thread waits (a Node timer calls
 \`send()\`) wakes it through the reactor's eventfd (${source('native/reactor.cc', 'void Reactor::Wake()', 'Reactor::Wake')}).
 
-What it costs, measured: one client, ${fmt(COUNTS.bridgeMessages)} round trips on \`epoll\` (after ${fmt(COUNTS.warmup)} untimed ones), median of ${COUNTS.bridgeRuns} run${COUNTS.bridgeRuns > 1 ? 's' : ''}:
+What it costs, measured: one client, ${fmt(COUNTS.bridgeMessages)} round trips on \`epoll\` (after ${fmt(COUNTS.warmup)} untimed ones) in ${COUNTS.idleRounds} timed round${COUNTS.idleRounds > 1 ? 's' : ''}, the fastest round (as in section 4):
 
 | mode | µs per round trip |
 |---|---:|
@@ -585,7 +582,7 @@ What it costs, measured: one client, ${fmt(COUNTS.bridgeMessages)} round trips o
 | \`loop()\` (\`--mode thread\`) | ${fmt(perMode.thread, 1)} |
 | the bridge, per iteration | ${fmt(added, 1)} |
 
-${reproduce('node dist/cli/echo.js --backend epoll --mode sync|thread --port 0', `python3 docs/tour/client.py PORT --messages ${COUNTS.bridgeMessages} --warmup ${COUNTS.warmup}`)}
+${reproduce('node dist/cli/echo.js --backend epoll --mode sync|thread --port 0', `python3 docs/tour/client.py PORT --messages ${COUNTS.bridgeMessages} --warmup ${COUNTS.warmup} --rounds ${COUNTS.idleRounds}`)}
 
 In system calls (section 2), the thread costs ${stracedThread} per message more than \`loopSync()\`: the
 hand-over wakes a sleeping thread twice per iteration (futex), and Node's own loop must wake up
@@ -730,6 +727,7 @@ async function sectionTimeline() {
       },
     ],
   });
+  const [sel, ep] = summary;
   const rows = summary.map(
     (s) =>
       `| ${s.backend} | ${fmt(s.watched)} | ${fmt(s.ready)} | ${fmt(s.wait * 1000)} | ${fmt(s.dispatch * 1000)} | ${fmt(s.n)} |`,
@@ -753,11 +751,16 @@ ${rows.join('\n')}
 
 ${reproduce(`node docs/tour/record.mjs --backend select|epoll --idle ${COUNTS.timelineIdle} --messages ${COUNTS.timelineMessages}`)}
 
-Both backends watch the same ${fmt(summary[0]?.watched ?? 0)} fds and report one ready fd per iteration:
-the work to do is identical. What differs is the wait. \`select()\` hands the kernel three
-bitmaps covering every fd up to the highest and gets three bitmaps back, which the backend then
-scans fd by fd; \`epoll_wait()\` only copies out the one ready event. The dispatching part is the
-same on both, because the JavaScript side does not visit idle dispatchers at all. The same
+Both backends watch the same ${fmt(sel.watched)} fds and report ${fmt(sel.ready)} ready fd per iteration (medians):
+the work to do is the same. The wait is where they differ: here select's median wait was
+${fmt(sel.wait * 1000)} µs and epoll's ${fmt(ep.wait * 1000)} µs, and the median dispatch ${fmt(sel.dispatch * 1000)} µs and ${fmt(ep.dispatch * 1000)} µs.
+A wait includes the time until the client's next message arrives, which is the same for both;
+what select adds is its own work: it hands the kernel three bitmaps covering every fd up to the
+highest, the kernel checks each of those fds (and, if none is ready, registers on each one's
+wait queue before sleeping and checks them all again on waking), and the backend then scans the
+returned bitmaps fd by fd. \`epoll_wait()\` finds the ready fd on a list the kernel keeps and
+copies out one event. The dispatching part does not depend on the idle connections, because the
+JavaScript side does not visit idle dispatchers at all. The same
 recording is what \`asyncore-echo --trace\` prints, one line per iteration.
 `;
 }
