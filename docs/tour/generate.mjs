@@ -278,7 +278,7 @@ through which SIGINT and SIGTERM arrive, so that Ctrl-C can stop a loop that is 
 \`select()\`. Its last iteration is that pipe becoming readable: the tour stopping the server
 with SIGTERM.
 
-The same run, recorded with the library's \`trace\` option (\`loopSync({ backend: 'select', trace })\`,
+The same exchange in a second run, recorded with the library's \`trace\` option (\`loopSync({ backend: 'select', trace })\`,
 \`docs/tour/record.mjs\`: README's 20-line echo server), laid out as the three sets. fd ${listenerFd}
 is the listening socket, fd ${busyFd} the client's connection:
 
@@ -391,7 +391,7 @@ What the table says:
   loop can do.
 - \`epoll_ctl\` is not per message: the whole epoll run made ${fmt(ep.counts.epoll_ctl ?? 0)} of them (unscaled),
   when the connection arrived and when it left, because the package keeps each fd's interest mask and tells the kernel only about changes
-  (\`Reactor::SetInterest\`, section 6). \`select()\` and \`poll()\` have no such call: they pass
+  (${source('native/reactor.cc', 'int Reactor::SetInterest(', 'Reactor::SetInterest')}). \`select()\` and \`poll()\` have no such call: they pass
   the whole interest set on every wait instead, which is why they are O(watched fds) per wait
   (section 4).
 - \`loop()\` runs the same waits on a native thread; the extra calls in its column
@@ -759,8 +759,8 @@ what select adds is its own work: it hands the kernel three bitmaps covering eve
 highest, the kernel checks each of those fds (and, if none is ready, registers on each one's
 wait queue before sleeping and checks them all again on waking), and the backend then scans the
 returned bitmaps fd by fd. \`epoll_wait()\` finds the ready fd on a list the kernel keeps and
-copies out one event. The dispatching part does not depend on the idle connections, because the
-JavaScript side does not visit idle dispatchers at all. The same
+copies out one event. Nothing in dispatching grows with the idle connections: the JavaScript side
+does not visit idle dispatchers at all. The same
 recording is what \`asyncore-echo --trace\` prints, one line per iteration.
 `;
 }
