@@ -34,9 +34,11 @@ import {
 const READ_SIZE = 8192;
 
 /**
- * Python's queue guard, added to the classic example: a peer that sends but never reads
- * would make outBuffer grow without bound. Above this many queued bytes the handler stops
- * reading (readable() is false), so TCP's own flow control slows the peer down.
+ * A guard the classic example lacks: a peer that sends but never reads would make outBuffer
+ * grow without bound. Above this many queued bytes the handler stops reading (readable() is
+ * false), so TCP's own flow control slows the peer down. Because EchoHandler writes its own
+ * readable(), the loop asks it every iteration, as Python does (the package's built-in
+ * predicates are asked only when their state changes; see README).
  */
 const MAX_QUEUED = 1 << 20;
 
