@@ -20,8 +20,10 @@
 //   reply (shutdown(SHUT_WR), as `socat` or `nc -N` do). So EOF on one side is not the end:
 //   the forwarder passes it on (after the queued bytes) with shutdown(SHUT_WR) on the other
 //   side, and a pair closes only when both directions are finished.
-// - Hang-ups. On poll and epoll the kernel may report POLLHUP with the peer's last bytes
-//   still unread; handleClose() reads them before passing the EOF on (see #drain()).
+// - Hang-ups. On poll and epoll the kernel may report POLLHUP while the peer's last bytes are
+//   still unread. The loop keeps calling handleRead() until they are read (the package's one
+//   deliberate difference from Python's asyncore, which closes at once and loses them), so here
+//   handleClose() always means "this side is finished".
 // - The loop runs on a native thread (loop()), so Node's own signal handlers can stop it.
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -73,27 +75,7 @@ class Side extends DispatcherWithSend {
       return;
     }
     this.eof = true;
-    this.#drain();
     this.peer.passEof();
-  }
-
-  /**
-   * A hang-up (POLLHUP) may be reported while the peer's last bytes are still queued in the
-   * kernel: "hung up" says the connection is finished, not that everything was read. Read
-   * them now, up to EOF, so none is lost (libuv does the same).
-   */
-  #drain(): void {
-    if (!(this.socket instanceof Socket)) return;
-    for (;;) {
-      let data: Buffer;
-      try {
-        data = this.socket.recv(READ_SIZE);
-      } catch {
-        return; // EAGAIN (nothing more yet) or an error: either way, nothing left to take.
-      }
-      if (data.length === 0) return;
-      this.peer?.send(data);
-    }
   }
 
   override handleError(err: unknown): void {
