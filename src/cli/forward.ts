@@ -13,6 +13,8 @@
 // what is queued for it has been sent), and a side stops being read while its peer's outbox is full, so a slow reader slows the writer
 // down instead of filling the forwarder's memory.
 
+import { constants as osConstants } from 'node:os';
+
 import {
   AF_INET,
   AF_INET6,
@@ -20,6 +22,8 @@ import {
   Dispatcher,
   IPPROTO_TCP,
   SHUT_WR,
+  SOL_SOCKET,
+  SO_ERROR,
   Socket,
   SocketError,
   SplicePipe,
@@ -59,6 +63,12 @@ const cli: Cli = new Cli('asyncore-forward', USAGE);
 function isCode(err: unknown, ...codes: string[]): boolean {
   return err instanceof SocketError && codes.includes(err.code);
 }
+
+function errnoName(errno: number): string {
+  return errnoNames.get(errno) ?? `errno ${errno}`;
+}
+
+const errnoNames = new Map(Object.entries(osConstants.errno).map(([name, number]) => [number, name]));
 
 function describeError(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
@@ -234,6 +244,7 @@ class ForwardSide extends Dispatcher {
       if (got === 0) {
         this.#inputEnded = true;
         peer.endAfterFlush();
+        this.#closeIfDone();
         return;
       }
     }
@@ -256,9 +267,27 @@ class ForwardSide extends Dispatcher {
     this.#shutdownIfFlushed();
   }
 
-  /** A reset, a refused connect or an error: both sides go. */
+  /**
+   * The loop reports a hang-up (POLLHUP/POLLERR), or a connect failed. A pending socket error
+   * (a reset, a refused connect) closes both sides. A hang-up without one is not the end of
+   * the stream: the kernel reports it once the peer's FIN has arrived and our sending side is
+   * shut, while the bytes the peer sent before its FIN may still be waiting to be read. So
+   * this side goes on reading to EOF (now, and in later read events), and the pair closes
+   * when both directions are done.
+   */
   override handleClose(): void {
-    this.closePair();
+    // This side already finished (see #closeIfDone) earlier in the loop's same turn.
+    if (this.fileno() === null) return;
+    const sock = this.socket;
+    const pending = sock instanceof Socket && !sock.closed ? sock.getsockopt(SOL_SOCKET, SO_ERROR) : 0;
+    if (pending !== 0 || !this.connected || this.peer === null) {
+      if (pending !== 0) {
+        process.stderr.write(`asyncore-forward: ${this.label}: ${errnoName(pending)}\n`);
+      }
+      this.closePair();
+      return;
+    }
+    if (this.readable()) this.handleRead();
   }
 
   override handleError(err: unknown): void {
@@ -297,13 +326,19 @@ class ForwardSide extends Dispatcher {
       if (this.#peerGone(err)) return;
       throw err;
     }
-    this.#closeIfBothEnded();
+    this.#closeIfDone();
   }
 
-  /** Both directions have ended: the connection is over. */
-  #closeIfBothEnded(): void {
+  /**
+   * Both directions of this socket are over (EOF read, our side shut): the pair closes if
+   * its peer is done too; otherwise this socket alone closes, so it is not polled (nor
+   * reported hung up) while the peer still sends what this side read.
+   */
+  #closeIfDone(): void {
     const peer = this.peer;
-    if (peer !== null && this.#outputShut && peer.#outputShut) this.closePair();
+    if (!this.#inputEnded || !this.#outputShut || peer === null) return;
+    if (peer.#inputEnded && peer.#outputShut) this.closePair();
+    else this.close();
   }
 
   #sock(): Socket {

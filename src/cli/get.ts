@@ -246,7 +246,25 @@ class HttpGet extends Dispatcher {
       }
       this.#output.open();
     }
-    if (body.length > 0) this.#output.write(body);
+    if (body.length > 0) this.#writeBody(body);
+  }
+
+  /**
+   * Writes the body, never past Content-Length: a server that sends more is broken or
+   * hostile, and what follows is not this body. The transfer stops there with an error.
+   */
+  #writeBody(body: Buffer): void {
+    const expected = this.#head.contentLength();
+    const room = expected === null ? body.length : expected - this.#output.bytes;
+    if (body.length <= room) {
+      this.#output.write(body);
+      return;
+    }
+    if (room > 0) this.#output.write(body.subarray(0, room));
+    this.#finish({
+      ok: false,
+      message: `the body is longer than its Content-Length (${expected} bytes); stopped there`,
+    });
   }
 
   /** The server closed the connection (or never accepted it). */
