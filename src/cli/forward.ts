@@ -201,6 +201,8 @@ class ForwardSide extends Dispatcher {
   /** The peer sent EOF: shut our sending side down once the outbox is empty. */
   #shutdownWhenFlushed = false;
   #outputShut = false;
+  /** Out of the map after a hang-up, until the peer's outbox has room again. */
+  #parked = false;
 
   constructor(
     private readonly label: string,
@@ -258,6 +260,7 @@ class ForwardSide extends Dispatcher {
       if (this.#peerGone(err)) return;
       throw err;
     }
+    if (this.peer !== null && this.outbox.hasRoom) this.peer.#unpark();
     this.#shutdownIfFlushed();
   }
 
@@ -288,6 +291,24 @@ class ForwardSide extends Dispatcher {
       return;
     }
     if (this.readable()) this.handleRead();
+    else if (!this.#inputEnded && this.fileno() !== null) this.#park();
+  }
+
+  /**
+   * Hung up while its peer's outbox is full: the kernel reports the hang-up on every wait,
+   * whatever we ask, so the socket leaves the map until the outbox has room (#unpark), instead
+   * of waking the loop for nothing until then.
+   */
+  #park(): void {
+    this.#parked = true;
+    this.delChannel();
+  }
+
+  #unpark(): void {
+    if (!this.#parked) return;
+    this.#parked = false;
+    const sock = this.socket;
+    if (sock instanceof Socket && !sock.closed) this.setSocket(sock);
   }
 
   override handleError(err: unknown): void {
