@@ -506,7 +506,7 @@ export class AsyncChat extends Dispatcher {
   /** Empties the fifo, closing the producers in it. */
   #clearFifo(): void {
     const fifo = this.#fifo;
-    let failure: unknown = null;
+    let failure: Error | null = null;
     while (fifo.length > 0) {
       const entry = fifo.first();
       fifo.shift();
@@ -514,7 +514,7 @@ export class AsyncChat extends Dispatcher {
         try {
           entry.close?.();
         } catch (err) {
-          failure ??= err;
+          failure ??= err instanceof Error ? err : new Error(String(err));
         }
       }
     }

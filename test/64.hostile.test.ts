@@ -99,7 +99,13 @@ describe.each(BACKENDS)('asyncore-forward passes on half-closes byte-exact (%s)'
       expect(forwarder.output()).toContain(`, ${transfer})`);
       const result = await run(
         'python3',
-        [join(FIXTURES, 'half_close_pair.py'), 'clients', String(forwarder.port), String(CLIENTS), String(CLIENT_BYTES)],
+        [
+          join(FIXTURES, 'half_close_pair.py'),
+          'clients',
+          String(forwarder.port),
+          String(CLIENTS),
+          String(CLIENT_BYTES),
+        ],
         { timeoutMs: 60_000 },
       );
       expect(result.code).toBe(0);

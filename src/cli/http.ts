@@ -183,12 +183,21 @@ const CONNECTION_CLOSE = /\bclose\b/i;
 const CONNECTION_KEEP_ALIVE = /\bkeep-alive\b/i;
 /** Header lines per request at most, as Python's http.client (_MAXHEADERS). */
 const MAX_HEADER_LINES = 100;
-// C0 controls, DEL and the C1 controls: what Python's http.server escapes in its log.
-const CONTROL_CHARS = /[\x00-\x1f\x7f-\x9f]/g;
-
-/** Text for the log: control characters as \xNN, so a request cannot write to the terminal. */
+/**
+ * Text for the log: the C0 controls, DEL and the C1 controls as \\xNN, as Python's http.server
+ * writes them, so a request cannot write escape sequences to the terminal.
+ */
 function escapeControls(text: string): string {
-  return text.replace(CONTROL_CHARS, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+  let escaped = '';
+  let from = 0;
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code < 0x20 || (code >= 0x7f && code <= 0x9f)) {
+      escaped += `${text.slice(from, i)}\\x${code.toString(16).padStart(2, '0')}`;
+      from = i + 1;
+    }
+  }
+  return from === 0 ? text : escaped + text.slice(from);
 }
 
 function withoutTrailingBlanks(text: string): string {
