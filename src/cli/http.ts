@@ -310,10 +310,17 @@ class HttpChannel extends AsyncChat {
   #headSize = 0;
   /** After an error or "Connection: close": input is ignored until the channel closes. */
   #finished = false;
-  /** Runs out `headerTimeout` after the first byte of a head; null outside a head. */
-  #headerTimer: ScheduledCall | null = null;
-  /** Runs out after `idleTimeout` without progress outside a head. */
-  readonly #idleTimer: ScheduledCall;
+  /** When the head being read began (performance.now()); null outside a head. */
+  #headStartedAt: number | null = null;
+  /** When a byte was last read or sent outside a head. */
+  #lastProgress = performance.now();
+  /**
+   * One timer per connection, checked lazily: progress only moves #lastProgress, and the
+   * timer, when it runs, closes the connection or arms itself for the deadline as it is then.
+   * It is never armed further ahead than headerTimeout, so a head that starts later always has
+   * its deadline after the timer's: requests cost no timer operations at all.
+   */
+  #timer: ScheduledCall;
 
   constructor(
     sock: Socket,
@@ -324,7 +331,7 @@ class HttpChannel extends AsyncChat {
     super(sock);
     this.maxIncomingBuffer = MAX_BODY;
     this.setTerminator('\n');
-    this.#idleTimer = callLater(settings.idleTimeout, () => this.#timedOut('idle timeout'));
+    this.#timer = callLater(Math.min(settings.headerTimeout, settings.idleTimeout), () => this.#checkTimeouts());
   }
 
   override handleRead(): void {
@@ -339,26 +346,34 @@ class HttpChannel extends AsyncChat {
 
   /** Bytes moved: outside a head, the idle time starts again. */
   #progress(): void {
-    if (this.#headerTimer === null && this.fileno() !== null) this.#idleTimer.reset();
+    if (this.#headStartedAt === null) this.#lastProgress = performance.now();
   }
 
-  #timedOut(what: string): void {
+  #checkTimeouts(): void {
     if (this.fileno() === null) return;
-    if (this.settings.logRequests) process.stderr.write(`${this.peer} ${what}, closing\n`);
-    this.close();
+    const { headerTimeout, idleTimeout, logRequests } = this.settings;
+    const now = performance.now();
+    const inHead = this.#headStartedAt !== null;
+    const deadline = inHead
+      ? (this.#headStartedAt ?? now) + headerTimeout * 1000
+      : this.#lastProgress + idleTimeout * 1000;
+    if (now >= deadline) {
+      if (logRequests) process.stderr.write(`${this.peer} ${inHead ? 'header' : 'idle'} timeout, closing\n`);
+      this.close();
+      return;
+    }
+    const delay = Math.min(deadline - now, headerTimeout * 1000) / 1000;
+    this.#timer = callLater(delay, () => this.#checkTimeouts());
   }
 
   /** The first byte of a head: from now on only the header timeout counts. */
   #headStarted(): void {
-    if (this.#headerTimer !== null) return;
-    this.#idleTimer.cancel();
-    this.#headerTimer = callLater(this.settings.headerTimeout, () => this.#timedOut('header timeout'));
+    this.#headStartedAt ??= performance.now();
   }
 
   #headEnded(): void {
-    this.#headerTimer?.cancel();
-    this.#headerTimer = null;
-    this.#idleTimer.reset();
+    this.#headStartedAt = null;
+    this.#lastProgress = performance.now();
   }
 
   override collectIncomingData(data: Buffer): void {
@@ -475,9 +490,7 @@ class HttpChannel extends AsyncChat {
 
   override close(): void {
     const wasOpen = this.fileno() !== null;
-    this.#idleTimer.cancel();
-    this.#headerTimer?.cancel();
-    this.#headerTimer = null;
+    this.#timer.cancel();
     try {
       // AsyncChat closes the producers still queued, and their files with them.
       super.close();
