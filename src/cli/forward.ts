@@ -10,8 +10,9 @@
 // other systems, recv() them into a buffer and send() them on (CopyOutbox).
 //
 // Half-closes are passed on (EOF from one side becomes shutdown(SHUT_WR) on the other once
-// what is queued for it has been sent), and a side stops being read while its peer's outbox is full, so a slow reader slows the writer
-// down instead of filling the forwarder's memory.
+// what is queued for it has been sent), and a side stops being read while its peer's outbox
+// is full, so a slow reader slows the writer down instead of filling the forwarder's memory.
+// A hang-up the kernel reports is read on to EOF: only a socket error closes both sides.
 
 import { constants as osConstants } from 'node:os';
 
@@ -42,7 +43,10 @@ const USAGE = `usage: asyncore-forward -l LOCAL_HOST -p LOCAL_PORT -r REMOTE_HOS
                            (default sync)
   --copy                   copy bytes through JavaScript (recv/send) even where splice(2)
                            can move them inside the kernel (Linux, the default there)
-  -h, --help               show this help`;
+  -h, --help               show this help
+
+Each direction is read to EOF and passed on as a half-close (shutdown) once its bytes are sent;
+a connection closes when both directions are done, or at once on a reset.`;
 
 /** Copying: a side is not read while its peer has more than this queued for sending. */
 const PEER_QUEUE_LIMIT = 256 * 1024;

@@ -6,9 +6,10 @@
 //
 // One Dispatcher connects, sends `GET path HTTP/1.0`, and reads until the server closes.
 // The status line and headers are parsed line by line as they arrive; the body is written
-// out chunk by chunk, so a large download never sits in memory. Exit status: 0 for a 2xx
-// answer, 1 for any other answer or a failure (refused, unknown host, timeout), 2 for a
-// bad command line.
+// out chunk by chunk, so a large download never sits in memory, and never past the
+// Content-Length the server announced. Exit status: 0 for a 2xx answer, 1 for any other
+// answer or a failure (refused, unknown host, timeout, a body shorter or longer than its
+// Content-Length), 2 for a bad command line.
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { constants } from 'node:os';
 
