@@ -175,6 +175,7 @@ export class AsyncChat extends Dispatcher {
   get acInBufferSize(): number {
     return this.#acInBufferSize;
   }
+  /** Throws TypeError for a non-number, RangeError for anything but a positive integer. */
   set acInBufferSize(value: number) {
     this.#acInBufferSize = positiveInteger(value, 'acInBufferSize');
   }
@@ -183,6 +184,7 @@ export class AsyncChat extends Dispatcher {
   get acOutBufferSize(): number {
     return this.#acOutBufferSize;
   }
+  /** Throws TypeError for a non-number, RangeError for anything but a positive integer. */
   set acOutBufferSize(value: number) {
     this.#acOutBufferSize = positiveInteger(value, 'acOutBufferSize');
   }
@@ -204,6 +206,7 @@ export class AsyncChat extends Dispatcher {
   get maxIncomingBuffer(): number {
     return this.#maxIncomingBuffer;
   }
+  /** Throws TypeError for a non-number, RangeError for anything but a positive number or Infinity. */
   set maxIncomingBuffer(value: number) {
     if (typeof value !== 'number') throw new TypeError(`maxIncomingBuffer must be a number, not ${describe(value)}`);
     if (!(value > 0)) throw new RangeError(`maxIncomingBuffer must be positive or Infinity (got ${value})`);
@@ -220,6 +223,7 @@ export class AsyncChat extends Dispatcher {
   get maxOutgoingBuffer(): number {
     return this.#maxOutgoingBuffer;
   }
+  /** Throws like acOutBufferSize, but takes Infinity; the loop hears at once if readable() changes. */
   set maxOutgoingBuffer(value: number) {
     this.#maxOutgoingBuffer = value === Infinity ? value : positiveInteger(value, 'maxOutgoingBuffer');
     this.#updateReadable();
@@ -232,6 +236,7 @@ export class AsyncChat extends Dispatcher {
   get maxOutgoingProducers(): number {
     return this.#maxOutgoingProducers;
   }
+  /** Throws like acOutBufferSize, but takes Infinity; the loop hears at once if readable() changes. */
   set maxOutgoingProducers(value: number) {
     this.#maxOutgoingProducers = value === Infinity ? value : positiveInteger(value, 'maxOutgoingProducers');
     this.#updateReadable();
