@@ -165,6 +165,9 @@ class Deque<T> {
 
 /** Python's asynchat.async_chat. Override collectIncomingData() and foundTerminator(). */
 export class AsyncChat extends Dispatcher {
+  // The settings are accessors, so that a bad value throws when it is set; the channel reads
+  // them through the public names, so a JavaScript subclass that redeclares one as a class
+  // field (a plain property, which TypeScript refuses) still gets its value used.
   #acInBufferSize = 65536;
   #acOutBufferSize = 65536;
   #maxIncomingBuffer = 16 * 1024 * 1024;
@@ -346,7 +349,7 @@ export class AsyncChat extends Dispatcher {
 
   /** Whether the output holds more than the bounds allow: reading and parsing wait. */
   #outputFull(): boolean {
-    return this.#queuedBytes > this.#maxOutgoingBuffer || this.#queuedProducers > this.#maxOutgoingProducers;
+    return this.#queuedBytes > this.maxOutgoingBuffer || this.#queuedProducers > this.maxOutgoingProducers;
   }
 
   /** Tells the loop when readable() changed its answer (the predicates are built in). */
@@ -368,7 +371,7 @@ export class AsyncChat extends Dispatcher {
     let data: Buffer;
     this.#readingEof = true;
     try {
-      data = this.recv(this.#acInBufferSize);
+      data = this.recv(this.acInBufferSize);
     } catch (err) {
       if (isWouldBlock(err)) return;
       if (err instanceof SocketError) {
@@ -440,14 +443,14 @@ export class AsyncChat extends Dispatcher {
 
   /** collectIncomingData(), unless the message would pass maxIncomingBuffer: then false. */
   #collect(data: Buffer): boolean {
-    if (this.#collected + data.length > this.#maxIncomingBuffer) {
+    if (this.#collected + data.length > this.maxIncomingBuffer) {
       const pending = this.#collected;
       this.#inBuffer = EMPTY;
       this.incoming = [];
       this.#collected = 0;
       this.handleError(
         new Error(
-          `${this.constructor.name}: a message passed maxIncomingBuffer (${this.#maxIncomingBuffer} bytes) ` +
+          `${this.constructor.name}: a message passed maxIncomingBuffer (${this.maxIncomingBuffer} bytes) ` +
             `before its terminator ${describeTerminator(this.#terminator)} arrived ` +
             `(${pending} bytes collected, ${data.length} more arrived); closing the channel`,
         ),
@@ -641,7 +644,7 @@ export class AsyncChat extends Dispatcher {
         fifo.shift();
         continue;
       }
-      const data = first.length > this.#acOutBufferSize ? first.subarray(0, this.#acOutBufferSize) : first;
+      const data = first.length > this.acOutBufferSize ? first.subarray(0, this.acOutBufferSize) : first;
       let sent: number;
       try {
         sent = this.send(data);
