@@ -24,10 +24,20 @@ import { describe } from './socket.js';
 /** A message delimiter: bytes (a string is encoded), a byte count, or null for "everything". */
 export type Terminator = string | Uint8Array | number | null;
 
-/** Python's producer protocol: more() returns the next piece, empty when it is exhausted. */
+/**
+ * Python's producer protocol: more() returns the next piece, empty when it is exhausted.
+ *
+ * A producer that holds a resource (an open file, say) should acquire it lazily, on its first
+ * more(), and release it in close(): {@link AsyncChat} calls close() exactly once, when the producer
+ * is exhausted, when its more() throws, or when the channel closes with the producer still queued.
+ * So a reply queued behind a thousand others holds nothing until its turn comes, and nothing
+ * outlives its channel.
+ */
 export interface Producer {
   /** The next piece of data; an empty one means the producer is exhausted. */
   more(): Uint8Array | string;
+  /** Optional: releases what the producer holds. Called once by the channel that queued it. */
+  close?(): void;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -151,19 +161,37 @@ class Deque<T> {
   replaceFirst(item: T): void {
     this.#items[this.#head] = item;
   }
-
-  clear(): void {
-    this.#items = [];
-    this.#head = 0;
-  }
 }
 
 /** Python's asynchat.async_chat. Override collectIncomingData() and foundTerminator(). */
 export class AsyncChat extends Dispatcher {
-  /** Bytes asked of recv() per read event. */
-  acInBufferSize = 65536;
-  /** Bytes handed to send() per write event at most. */
-  acOutBufferSize = 65536;
+  // The settings are accessors, so that a bad value throws when it is set; the channel reads
+  // them through the public names, so a JavaScript subclass that redeclares one as a class
+  // field (a plain property, which TypeScript refuses) still gets its value used.
+  #acInBufferSize = 65536;
+  #acOutBufferSize = 65536;
+  #maxIncomingBuffer = 16 * 1024 * 1024;
+  #maxOutgoingBuffer = 1024 * 1024;
+  #maxOutgoingProducers = 64;
+
+  /** Bytes asked of recv() per read event: a positive integer (TypeError/RangeError otherwise). */
+  get acInBufferSize(): number {
+    return this.#acInBufferSize;
+  }
+  /** Throws TypeError for a non-number, RangeError for anything but a positive integer. */
+  set acInBufferSize(value: number) {
+    this.#acInBufferSize = positiveInteger(value, 'acInBufferSize');
+  }
+
+  /** Bytes handed to send() per write event at most: a positive integer. */
+  get acOutBufferSize(): number {
+    return this.#acOutBufferSize;
+  }
+  /** Throws TypeError for a non-number, RangeError for anything but a positive integer. */
+  set acOutBufferSize(value: number) {
+    this.#acOutBufferSize = positiveInteger(value, 'acOutBufferSize');
+  }
+
   /** When true, push() takes strings too, encoded with `encoding`. */
   useEncoding = false;
   /**
@@ -176,8 +204,46 @@ export class AsyncChat extends Dispatcher {
    * The most bytes one message may collect before its terminator (a string or numeric
    * one) arrives; past it the channel gets handleError() and is closed. A null terminator
    * ("everything is data") is not bounded: the subclass sees each chunk as it comes.
+   * A positive number or Infinity (default 16 MiB).
    */
-  maxIncomingBuffer = 16 * 1024 * 1024;
+  get maxIncomingBuffer(): number {
+    return this.#maxIncomingBuffer;
+  }
+  /** Throws TypeError for a non-number, RangeError for anything but a positive number or Infinity. */
+  set maxIncomingBuffer(value: number) {
+    if (typeof value !== 'number') throw new TypeError(`maxIncomingBuffer must be a number, not ${describe(value)}`);
+    if (!(value > 0)) throw new RangeError(`maxIncomingBuffer must be positive or Infinity (got ${value})`);
+    this.#maxIncomingBuffer = value;
+  }
+
+  /**
+   * The output bound, in bytes (default 1 MiB): while more than this is queued to send, the
+   * channel stops reading and stops parsing what it has read ({@link AsyncChat.readable} is
+   * false), and resumes once the peer has taken enough. A peer that sends requests and never
+   * reads the answers therefore costs at most about this much memory. A positive integer or
+   * Infinity (Python's unbounded behaviour).
+   */
+  get maxOutgoingBuffer(): number {
+    return this.#maxOutgoingBuffer;
+  }
+  /** Throws like acOutBufferSize, but takes Infinity; the loop hears at once if readable() changes. */
+  set maxOutgoingBuffer(value: number) {
+    this.#maxOutgoingBuffer = value === Infinity ? value : positiveInteger(value, 'maxOutgoingBuffer');
+    this.#updateReadable();
+  }
+
+  /**
+   * The same bound counted in queued producers (default 64): a producer's size is unknown
+   * until it runs, so each one queued counts here. A positive integer or Infinity.
+   */
+  get maxOutgoingProducers(): number {
+    return this.#maxOutgoingProducers;
+  }
+  /** Throws like acOutBufferSize, but takes Infinity; the loop hears at once if readable() changes. */
+  set maxOutgoingProducers(value: number) {
+    this.#maxOutgoingProducers = value === Infinity ? value : positiveInteger(value, 'maxOutgoingProducers');
+    this.#updateReadable();
+  }
 
   #terminator: Terminator = null;
   /** The last string/Uint8Array terminator and its bytes, so a read does not encode it again. */
@@ -188,6 +254,18 @@ export class AsyncChat extends Dispatcher {
   /** Bytes given to collectIncomingData() since the last terminator. */
   #collected = 0;
   readonly #fifo = new Deque<OutgoingEntry>();
+  /** Bytes of the Uint8Array entries of the fifo. */
+  #queuedBytes = 0;
+  /** Producer entries in the fifo. */
+  #queuedProducers = 0;
+  /** The last answer of readable() the loop was told about. */
+  #lastReadable = true;
+  /** EOF was read: nothing more will arrive. */
+  #inputEnded = false;
+  /** close() ran: nothing more is parsed, answered or sent. */
+  #closed = false;
+  /** Inside recv() from handleRead(): a handleClose() from there means EOF, not an error. */
+  #readingEof = false;
 
   /** Python's `incoming`: filled by collectIntoIncoming(), emptied by takeIncoming(). */
   protected incoming: Buffer[] = [];
@@ -260,11 +338,27 @@ export class AsyncChat extends Dispatcher {
   // --- Input -------------------------------------------------------------------------------
 
   /**
-   * Always true, as in Python; what one message may collect is bounded by
-   * {@link AsyncChat.maxIncomingBuffer} instead.
+   * True unless the output holds more than {@link AsyncChat.maxOutgoingBuffer} bytes or
+   * {@link AsyncChat.maxOutgoingProducers} producers (Python: always true), after EOF, and after
+   * close(). Every change of the answer is reported with interestChanged(). What one message
+   * may collect is bounded by {@link AsyncChat.maxIncomingBuffer}.
    */
   override readable(): boolean {
-    return true;
+    return !this.#closed && !this.#inputEnded && !this.#outputFull();
+  }
+
+  /** Whether the output holds more than the bounds allow: reading and parsing wait. */
+  #outputFull(): boolean {
+    return this.#queuedBytes > this.maxOutgoingBuffer || this.#queuedProducers > this.maxOutgoingProducers;
+  }
+
+  /** Tells the loop when readable() changed its answer (the predicates are built in). */
+  #updateReadable(): void {
+    const now = this.readable();
+    if (now !== this.#lastReadable) {
+      this.#lastReadable = now;
+      this.interestChanged();
+    }
   }
 
   /**
@@ -272,7 +366,10 @@ export class AsyncChat extends Dispatcher {
    * {@link AsyncChat.collectIncomingData}, each terminator to {@link AsyncChat.foundTerminator}.
    */
   override handleRead(): void {
+    // A read event that was already on its way when the output filled up, or after close().
+    if (this.#closed || this.#inputEnded || this.#outputFull()) return;
     let data: Buffer;
+    this.#readingEof = true;
     try {
       data = this.recv(this.acInBufferSize);
     } catch (err) {
@@ -282,6 +379,8 @@ export class AsyncChat extends Dispatcher {
         return;
       }
       throw err;
+    } finally {
+      this.#readingEof = false;
     }
     if (data.length === 0) return;
     this.#inBuffer = this.#inBuffer.length === 0 ? data : Buffer.concat([this.#inBuffer, data]);
@@ -290,10 +389,17 @@ export class AsyncChat extends Dispatcher {
 
   /**
    * Python's handle_read loop: hands the buffered bytes to collectIncomingData() and calls
-   * foundTerminator() at each terminator, re-reading the terminator after each one.
+   * foundTerminator() at each terminator, re-reading the terminator after each one. It stops
+   * when the channel closes (the rest is dropped) and while the output is over its bound
+   * (the rest waits, and readable() is false, until the peer takes enough).
    */
   #splitIncoming(): void {
     while (this.#inBuffer.length > 0) {
+      if (this.#closed) {
+        this.#inBuffer = EMPTY;
+        return;
+      }
+      if (this.#outputFull()) break;
       const buffer = this.#inBuffer;
       const terminator = this.getTerminator();
       if (terminator === null || terminator === 0 || (typeof terminator !== 'number' && terminator.length === 0)) {
@@ -349,7 +455,7 @@ export class AsyncChat extends Dispatcher {
             `(${pending} bytes collected, ${data.length} more arrived); closing the channel`,
         ),
       );
-      if (this.fileno() !== null) this.close();
+      if (!this.#closed) this.close();
       return false;
     }
     this.#collected += data.length;
@@ -364,18 +470,71 @@ export class AsyncChat extends Dispatcher {
     return this.#fifo.length > 0 || !this.connected;
   }
 
-  /** Sends the next piece of the queue ({@link AsyncChat.initiateSend}). */
+  /**
+   * Sends the next piece of the queue ({@link AsyncChat.initiateSend}); once the output is back
+   * under its bound, parses the input that waited for it.
+   */
   override handleWrite(): void {
     this.initiateSend();
+    if (!this.#closed && this.#inBuffer.length > 0 && !this.#outputFull()) this.#splitIncoming();
   }
 
-  /** Closes the channel, without the default's warning (as Python's `async_chat`). */
+  /**
+   * Closes the channel, without the default's warning (as Python's `async_chat`). At EOF with
+   * output still queued, the channel first sends it (a peer that half-closed still reads the
+   * answers to what it sent), then closes, as after {@link AsyncChat.closeWhenDone}; Python
+   * drops that output. With nothing queued, or after an error or a hang-up, it closes at once.
+   */
   override handleClose(): void {
+    if (this.#readingEof && !this.#closed && this.#fifo.length > 0 && this.connected) {
+      this.#inputEnded = true;
+      this.#inBuffer = EMPTY;
+      this.closeWhenDone();
+      this.#updateReadable();
+      return;
+    }
     this.close();
+  }
+
+  /**
+   * Closes the socket, drops what was read and not parsed, and closes every producer still
+   * queued (see {@link Producer.close}). Nothing is parsed, answered or sent afterwards.
+   */
+  override close(): void {
+    this.#closed = true;
+    this.#inBuffer = EMPTY;
+    this.#clearFifo();
+    try {
+      super.close();
+    } finally {
+      this.#updateReadable();
+    }
+  }
+
+  /** Empties the fifo, closing the producers in it. */
+  #clearFifo(): void {
+    const fifo = this.#fifo;
+    let failure: Error | null = null;
+    while (fifo.length > 0) {
+      const entry = fifo.first();
+      fifo.shift();
+      if (entry !== null && !(entry instanceof Uint8Array)) {
+        try {
+          entry.close?.();
+        } catch (err) {
+          failure ??= err instanceof Error ? err : new Error(String(err));
+        }
+      }
+    }
+    this.#queuedBytes = 0;
+    this.#queuedProducers = 0;
+    // Every producer got its close(); the first failure is not swallowed.
+    if (failure !== null) throw failure;
   }
 
   /** Queues bytes (strings too when useEncoding is set) and sends what the socket takes now. */
   push(data: Uint8Array | string): void {
+    if (this.#closed) return;
     if (data instanceof Uint8Array) {
       if (this.#fifo.length > 0) {
         // A copy, as Python's bytes are immutable: the caller may reuse its buffer.
@@ -400,11 +559,17 @@ export class AsyncChat extends Dispatcher {
     if (!isProducer && !(producer instanceof Uint8Array)) {
       throw new TypeError(`pushWithProducer() takes an object with a more() method, not ${describe(producer)}`);
     }
+    if (this.#closed) {
+      // Nothing will ever be sent: the producer is released at once.
+      if (!(producer instanceof Uint8Array)) producer.close?.();
+      return;
+    }
     this.#enqueue(producer);
   }
 
   /** Closes the channel once everything queued before this call is sent. */
   closeWhenDone(): void {
+    if (this.#closed) return;
     const wasEmpty = this.#fifo.length === 0;
     this.#fifo.push(null);
     if (wasEmpty) this.interestChanged();
@@ -417,18 +582,37 @@ export class AsyncChat extends Dispatcher {
     if (first instanceof Uint8Array && first.buffer === data.buffer) this.#fifo.replaceFirst(Buffer.from(first));
   }
 
-  #enqueue(entry: OutgoingEntry): void {
+  #enqueue(entry: Uint8Array | Producer): void {
     // A count, not a `length === 0` flag: TypeScript would narrow #fifo.length through the
     // flag and miss that initiateSend() below may empty the fifo again.
     const queuedBefore = this.#fifo.length;
     this.#fifo.push(entry);
+    if (entry instanceof Uint8Array) this.#queuedBytes += entry.length;
+    else this.#queuedProducers++;
     this.initiateSend();
     // writable() just turned true: a loop() waiting on its thread must hear of it now.
     if (queuedBefore === 0 && this.#fifo.length > 0) this.interestChanged();
+    this.#updateReadable();
+  }
+
+  /** Retires the first entry of the fifo, keeping the counts. */
+  #shiftFifo(): void {
+    const first = this.#fifo.first();
+    this.#fifo.shift();
+    if (first instanceof Uint8Array) this.#queuedBytes -= first.length;
+    else if (first !== null) this.#queuedProducers--;
   }
 
   /** Sends (some of) the first piece of the fifo, asking producers for data as needed. */
   initiateSend(): void {
+    try {
+      this.#sendSome();
+    } finally {
+      this.#updateReadable();
+    }
+  }
+
+  #sendSome(): void {
     const fifo = this.#fifo;
     while (fifo.length > 0 && this.connected) {
       const first = fifo.first();
@@ -439,9 +623,21 @@ export class AsyncChat extends Dispatcher {
       }
       if (!(first instanceof Uint8Array)) {
         // A producer: its next piece goes in front of it, an empty one retires it.
-        const data = this.#producedBytes(first.more());
-        if (data.length > 0) fifo.unshift(data);
-        else fifo.shift();
+        let data: Uint8Array;
+        try {
+          data = this.#producedBytes(first.more());
+        } catch (err) {
+          this.#shiftFifo();
+          first.close?.();
+          throw err;
+        }
+        if (data.length > 0) {
+          fifo.unshift(data);
+          this.#queuedBytes += data.length;
+        } else {
+          this.#shiftFifo();
+          first.close?.();
+        }
         continue;
       }
       if (first.length === 0) {
@@ -457,7 +653,9 @@ export class AsyncChat extends Dispatcher {
         this.handleError(err);
         return;
       }
-      if (sent > 0) {
+      // send() may have closed the channel (a disconnect): the fifo is gone then.
+      if (sent > 0 && !this.#closed) {
+        this.#queuedBytes -= sent;
         if (sent < first.length) fifo.replaceFirst(first.subarray(sent));
         else fifo.shift();
       }
@@ -474,13 +672,25 @@ export class AsyncChat extends Dispatcher {
     throw new TypeError(`a producer's more() must return a string or a Uint8Array, not ${describe(data)}`);
   }
 
-  /** Throws away everything queued in both directions. Emergencies only. */
+  /** Throws away everything queued in both directions (closing queued producers). Emergencies only. */
   discardBuffers(): void {
     this.#inBuffer = EMPTY;
     this.incoming = [];
     this.#collected = 0;
-    this.#fifo.clear();
+    try {
+      this.#clearFifo();
+    } finally {
+      this.#updateReadable();
+    }
   }
+}
+
+function positiveInteger(value: unknown, name: string): number {
+  if (typeof value !== 'number') throw new TypeError(`${name} must be a number, not ${describe(value)}`);
+  if (!Number.isInteger(value) || value <= 0) {
+    throw new RangeError(`${name} must be a positive integer (got ${value})`);
+  }
+  return value;
 }
 
 function describeTerminator(term: Terminator): string {
@@ -491,6 +701,8 @@ function describeTerminator(term: Terminator): string {
 }
 
 // writable() reads only the fifo and `connected`, and every change of those is reported
-// (push, closeWhenDone, the connected setter) or happens in the channel's own handlers:
-// an idle AsyncChat costs the loop nothing (see hasBuiltInPredicates).
+// (push, closeWhenDone, the connected setter) or happens in the channel's own handlers;
+// readable() reads the fifo's counts and the EOF and closed flags, and #updateReadable()
+// reports each change of its answer: an idle AsyncChat costs the loop nothing (see
+// hasBuiltInPredicates).
 declareBuiltInPredicates(AsyncChat.prototype);

@@ -204,7 +204,7 @@ describe.each(MODES)('asyncore-http hello page (--mode %s)', (mode) => {
       'GET / HTTP/1.1\r\nContent-Length: 1\r\ncontent-length: 1\r\n\r\nx',
     ],
     ['HTTP/2.0', 'GET / HTTP/2.0\r\n\r\n'],
-    ['a bare LF inside a header line', 'GET / HTTP/1.1\r\nX-A: 1\nX-B: 2\r\n\r\n'],
+    ['a bare CR inside a header line', 'GET / HTTP/1.1\r\nX-A: 1\rX-B: 2\r\n\r\n'],
     ['a Content-Length with a sign', 'POST / HTTP/1.1\r\nContent-Length: +1\r\n\r\nx'],
   ])('answers 400 to %s and closes', async (_what, request) => {
     const c = await client();

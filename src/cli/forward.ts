@@ -13,8 +13,9 @@
 // other systems, recv() them into a buffer and send() them on (CopyOutbox).
 //
 // Half-closes are passed on (EOF from one side becomes shutdown(SHUT_WR) on the other once
-// what is queued for it has been sent), and a side stops being read while its peer's outbox is full, so a slow reader slows the writer
-// down instead of filling the forwarder's memory.
+// what is queued for it has been sent), and a side stops being read while its peer's outbox
+// is full, so a slow reader slows the writer down instead of filling the forwarder's memory.
+// A hang-up the kernel reports is read on to EOF: only a socket error closes both sides.
 
 import {
   AF_INET,
@@ -23,11 +24,14 @@ import {
   Dispatcher,
   IPPROTO_TCP,
   SHUT_WR,
+  SOL_SOCKET,
+  SO_ERROR,
   Socket,
   SocketError,
   SplicePipe,
   TCP_NODELAY,
 } from '../index.js';
+import { errnoName } from '../errors.js';
 import { Cli, LOOP_FLAGS, LOOP_USAGE, describeError, formatAddress } from './common.js';
 
 const DEFAULT_LOCAL_HOST = '127.0.0.1';
@@ -42,7 +46,10 @@ const USAGE = `usage: asyncore-forward -r REMOTE_HOST [-l LOCAL_HOST] [-p LOCAL_
   --copy                   copy bytes through JavaScript (recv/send) even where splice(2)
                            can move them inside the kernel (Linux, the default there)
   -v, --verbose            print one line to stderr per connection
-${LOOP_USAGE}`;
+${LOOP_USAGE}
+
+Each direction is read to EOF and passed on as a half-close (shutdown) once its bytes are sent;
+a connection closes when both directions are done, or at once on a reset.`;
 
 /** Copying: a side is not read while its peer has more than this queued for sending. */
 const PEER_QUEUE_LIMIT = 256 * 1024;
@@ -191,6 +198,8 @@ class ForwardSide extends Dispatcher {
   /** The peer sent EOF: shut our sending side down once the outbox is empty. */
   #shutdownWhenFlushed = false;
   #outputShut = false;
+  /** Out of the map after a hang-up, until the peer's outbox has room again. */
+  #parked = false;
 
   constructor(
     private readonly label: string,
@@ -234,6 +243,7 @@ class ForwardSide extends Dispatcher {
       if (got === 0) {
         this.#inputEnded = true;
         peer.endAfterFlush();
+        this.#closeIfDone();
         return;
       }
     }
@@ -247,6 +257,7 @@ class ForwardSide extends Dispatcher {
       if (this.#peerGone(err)) return;
       throw err;
     }
+    if (this.peer !== null && this.outbox.hasRoom) this.peer.#unpark();
     this.#shutdownIfFlushed();
   }
 
@@ -256,9 +267,45 @@ class ForwardSide extends Dispatcher {
     this.#shutdownIfFlushed();
   }
 
-  /** A reset, a refused connect or an error: both sides go. */
+  /**
+   * The loop reports a hang-up (POLLHUP/POLLERR), or a connect failed. A pending socket error
+   * (a reset, a refused connect) closes both sides. A hang-up without one is not the end of
+   * the stream: the kernel reports it once the peer's FIN has arrived and our sending side is
+   * shut, while the bytes the peer sent before its FIN may still be waiting to be read. So
+   * this side goes on reading to EOF (now, and in later read events), and the pair closes
+   * when both directions are done.
+   */
   override handleClose(): void {
-    this.closePair();
+    // This side already finished (see #closeIfDone) earlier in the loop's same turn.
+    if (this.fileno() === null) return;
+    const sock = this.socket;
+    const pending = sock instanceof Socket && !sock.closed ? sock.getsockopt(SOL_SOCKET, SO_ERROR) : 0;
+    if (pending !== 0 || !this.connected || this.peer === null) {
+      if (pending !== 0) {
+        process.stderr.write(`asyncore-forward: ${this.label}: ${errnoName(pending)}\n`);
+      }
+      this.closePair();
+      return;
+    }
+    if (this.readable()) this.handleRead();
+    else if (!this.#inputEnded && this.fileno() !== null) this.#park();
+  }
+
+  /**
+   * Hung up while its peer's outbox is full: the kernel reports the hang-up on every wait,
+   * whatever we ask, so the socket leaves the map until the outbox has room (#unpark), instead
+   * of waking the loop for nothing until then.
+   */
+  #park(): void {
+    this.#parked = true;
+    this.delChannel();
+  }
+
+  #unpark(): void {
+    if (!this.#parked) return;
+    this.#parked = false;
+    const sock = this.socket;
+    if (sock instanceof Socket && !sock.closed) this.setSocket(sock);
   }
 
   override handleError(err: unknown): void {
@@ -297,13 +344,19 @@ class ForwardSide extends Dispatcher {
       if (this.#peerGone(err)) return;
       throw err;
     }
-    this.#closeIfBothEnded();
+    this.#closeIfDone();
   }
 
-  /** Both directions have ended: the connection is over. */
-  #closeIfBothEnded(): void {
+  /**
+   * Both directions of this socket are over (EOF read, our side shut): the pair closes if
+   * its peer is done too; otherwise this socket alone closes, so it is not polled (nor
+   * reported hung up) while the peer still sends what this side read.
+   */
+  #closeIfDone(): void {
     const peer = this.peer;
-    if (peer !== null && this.#outputShut && peer.#outputShut) this.closePair();
+    if (!this.#inputEnded || !this.#outputShut || peer === null) return;
+    if (peer.#inputEnded && peer.#outputShut) this.closePair();
+    else this.close();
   }
 
   #sock(): Socket {

@@ -6,9 +6,10 @@
 //
 // One Dispatcher connects, sends `GET path HTTP/1.0`, and reads until the server closes.
 // The status line and headers are parsed line by line as they arrive; the body is written
-// out chunk by chunk, so a large download never sits in memory; with -i the status line and
-// headers go first, byte for byte as they came. Exit status: 0 for a 2xx
-// answer, 1 for any other answer or a failure (refused, unknown host, timeout), 2 for a
+// out chunk by chunk, so a large download never sits in memory, and never past the
+// Content-Length the server announced; with -i the status line and headers go first, byte for
+// byte as they came. Exit status: 0 for a 2xx answer, 1 for any other answer or a failure
+// (refused, unknown host, timeout, a body shorter or longer than its Content-Length), 2 for a
 // bad command line.
 import { closeSync, openSync, writeSync } from 'node:fs';
 
@@ -265,7 +266,25 @@ class HttpGet extends Dispatcher {
       }
       this.#output.open();
     }
-    if (body.length > 0) this.#output.write(body);
+    if (body.length > 0) this.#writeBody(body);
+  }
+
+  /**
+   * Writes the body, never past Content-Length: a server that sends more is broken or
+   * hostile, and what follows is not this body. The transfer stops there with an error.
+   */
+  #writeBody(body: Buffer): void {
+    const expected = this.#head.contentLength();
+    const room = expected === null ? body.length : expected - this.#output.bytes;
+    if (body.length <= room) {
+      this.#output.write(body);
+      return;
+    }
+    if (room > 0) this.#output.write(body.subarray(0, room));
+    this.#finish({
+      ok: false,
+      message: `the body is longer than its Content-Length (${expected} bytes); stopped there`,
+    });
   }
 
   /** The server closed the connection (or never accepted it). */

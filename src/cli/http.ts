@@ -2,16 +2,22 @@
 // asyncore-http: a small HTTP/1.1 file server on AsyncChat, the classic use of asynchat.
 //
 //   asyncore-http [--host 127.0.0.1] [--port 8000] [--root DIR] [--backend auto] [--mode sync] [--quiet]
-//                 [--trace [-v]]
+//                 [--header-timeout 20] [--idle-timeout 60] [--max-connections N] [--trace [-v]]
 //
-// Each connection is an HttpChannel. The terminator '\r\n\r\n' frames a request head; a body
-// announced by Content-Length is then read with a numeric terminator. Replies go out through
+// Each connection is an HttpChannel. A request head is read line by line (terminator '\n');
+// a body announced by Content-Length is then read with a numeric terminator. Replies go out through
 // push(): the hello page and the error pages whole from a cache (FixedReplies, rebuilt when
 // the Date header changes), and files are streamed by a FileProducer, 64 KiB per more(),
 // never read whole.
 // Without --root it serves a hello page at /. It prints "listening on HOST:PORT ..." once it
 // listens and stops cleanly on SIGINT or SIGTERM.
-import { closeSync, fstatSync, openSync, readSync, realpathSync, statSync } from 'node:fs';
+//
+// Built for hostile peers: AsyncChat's output bound stops a client that pipelines requests
+// and never reads (its answers wait, its requests are not parsed, its files are not opened);
+// a head must be complete within --header-timeout of its first byte; a connection that moves
+// nothing for --idle-timeout is closed; connections past --max-connections get a 503; a
+// failed accept() (out of fds) is logged and the listener keeps listening.
+import { closeSync, openSync, readFileSync, readSync, realpathSync, statSync } from 'node:fs';
 import { extname, join, sep } from 'node:path';
 
 import {
@@ -22,16 +28,26 @@ import {
   Dispatcher,
   IPPROTO_TCP,
   type Producer,
+  type ScheduledCall,
   Socket,
   TCP_NODELAY,
+  callLater,
 } from '../index.js';
-import { Cli, LOOP_FLAGS, LOOP_USAGE, escapeControls, formatAddress } from './common.js';
+import { Cli, LOOP_FLAGS, LOOP_USAGE, describeError, escapeControls, formatAddress } from './common.js';
 
 const USAGE = `usage: asyncore-http [options]
 
   --host HOST       address to listen on (default 127.0.0.1)
   --port PORT       port to listen on; 0 picks a free one (default 8000)
   --root DIR        serve the files under DIR (default: a hello page at /)
+  --header-timeout S
+                    close a connection whose request head is not complete S seconds
+                    after its first byte (default 20)
+  --idle-timeout S  close a connection that moves no byte for S seconds outside a request
+                    head: between keep-alive requests, or a reader that stopped (default 60)
+  --max-connections N
+                    connections served at once; more get a short 503 and are closed
+                    (default: from the open-file limit, (ulimit -n - 32) / 2)
   --quiet           no access log (one stderr line per request otherwise)
   -v, --verbose     with --trace, name each fd's dispatcher
 ${LOOP_USAGE}`;
@@ -39,7 +55,6 @@ ${LOOP_USAGE}`;
 // Explicitly typed, so TypeScript sees that cli.usageError() and cli.fail() never return.
 const cli: Cli = new Cli('asyncore-http', USAGE);
 
-const HEAD_END = '\r\n\r\n';
 const MAX_HEAD = 64 * 1024;
 const MAX_BODY = 1024 * 1024;
 const FILE_CHUNK = 64 * 1024;
@@ -161,30 +176,25 @@ const REQUEST_LINE = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+) (\S+) HTTP\/1\.([01])$/;
 // The value is taken greedily and its trailing blanks cut off after: a lazy (.*?)[ \t]*$
 // tries the end of the line at every character, twice the cost on a browser's head.
 const HEADER_FIELD = /^([^:\s]+):[ \t]*([^\r\n]*)$/;
-const LEADING_CRLFS = /^(\r\n)+/;
 const DIGITS = /^\d+$/;
 const CONNECTION_CLOSE = /\bclose\b/i;
 const CONNECTION_KEEP_ALIVE = /\bkeep-alive\b/i;
-
+/** Header lines per request at most, as Python's http.client (_MAXHEADERS). */
+const MAX_HEADER_LINES = 100;
 function withoutTrailingBlanks(text: string): string {
   let end = text.length;
   while (end > 0 && (text.charCodeAt(end - 1) === 0x20 || text.charCodeAt(end - 1) === 0x09)) end--;
   return end === text.length ? text : text.slice(0, end);
 }
 
-/** The request line and header fields, or the reason they are malformed. */
-function parseHead(head: string): Request | string {
-  // Line by line with indexOf rather than split(): no array of lines per request.
-  let end = head.indexOf('\r\n');
-  if (end === -1) end = head.length;
-  const requestLine = head.slice(0, end);
+/** The request line and header fields (one line each, line ends removed), or why they are malformed. */
+function parseHead(lines: readonly string[]): Request | string {
+  const requestLine = lines[0] ?? '';
   const match = REQUEST_LINE.exec(requestLine);
   if (match === null) return `malformed request line ${JSON.stringify(requestLine.slice(0, 100))}`;
   const headers = new Map<string, string>();
-  for (let start = end + 2; start < head.length; start = end + 2) {
-    end = head.indexOf('\r\n', start);
-    if (end === -1) end = head.length;
-    const line = head.slice(start, end);
+  for (let i = 1; i < lines.length; i++) {
+    const line = lines[i] as string;
     const field = HEADER_FIELD.exec(line);
     if (field === null) return `malformed header line ${JSON.stringify(line.slice(0, 100))}`;
     const name = (field[1] as string).toLowerCase();
@@ -201,27 +211,25 @@ function wantsKeepAlive(request: Request): boolean {
   return request.version === '1.1' ? !CONNECTION_CLOSE.test(connection) : CONNECTION_KEEP_ALIVE.test(connection);
 }
 
-/** Streams `size` bytes of an open file, FILE_CHUNK at a time; closes it at the end. */
+/**
+ * Streams `size` bytes of a file, FILE_CHUNK at a time. The file is opened on the first
+ * more(), when the reply reaches the front of the channel's queue, so replies queued behind
+ * it hold no fd; AsyncChat calls close() when it is done, fails, or the channel closes.
+ */
 class FileProducer implements Producer {
-  #fd: number | null;
+  #fd: number | null = null;
   #left: number;
 
-  /** `openFiles` lists the producers of a channel, so that closing the channel closes their files. */
   constructor(
-    fd: number,
+    readonly path: string,
     size: number,
-    readonly openFiles: Set<FileProducer>,
   ) {
-    this.#fd = fd;
     this.#left = size;
-    openFiles.add(this);
   }
 
   more(): Uint8Array {
-    if (this.#fd === null || this.#left === 0) {
-      this.close();
-      return new Uint8Array(0);
-    }
+    if (this.#left === 0) return new Uint8Array(0);
+    this.#fd ??= openSync(this.path, 'r');
     const chunk = Buffer.allocUnsafe(Math.min(FILE_CHUNK, this.#left));
     const got = readSync(this.#fd, chunk, 0, chunk.length, null);
     // Content-Length is already on its way: a file that shrank can only end the connection.
@@ -233,12 +241,11 @@ class FileProducer implements Producer {
   close(): void {
     if (this.#fd !== null) closeSync(this.#fd);
     this.#fd = null;
-    this.openFiles.delete(this);
   }
 }
 
-/** Maps a request target to a regular file under root, or null. Nothing outside root is ever served. */
-function fileFor(root: string, target: string): string | null {
+/** A regular file under root and its size, or null. Nothing outside root is ever served. */
+function fileFor(root: string, target: string): { path: string; size: number } | null {
   const path = target.split(/[?#]/, 1)[0] ?? '';
   let decoded: string;
   try {
@@ -252,43 +259,108 @@ function fileFor(root: string, target: string): string | null {
     let real = realpathSync(join(root, decoded));
     if (statSync(real).isDirectory()) real = realpathSync(join(real, 'index.html'));
     const inside = real === root || real.startsWith(root.endsWith(sep) ? root : root + sep);
-    return inside && statSync(real).isFile() ? real : null;
+    if (!inside) return null;
+    const stat = statSync(real);
+    return stat.isFile() ? { path: real, size: stat.size } : null;
   } catch {
     return null; // it does not exist (or vanished meanwhile)
   }
 }
 
-/** An fd for the file, or null when it cannot be opened (permissions, or it just vanished). */
-function openForReading(path: string): number | null {
-  try {
-    return openSync(path, 'r');
-  } catch {
-    return null;
-  }
+/** What every connection of one server shares. */
+interface ServerSettings {
+  readonly root: string | null;
+  readonly logRequests: boolean;
+  /** Seconds a request head may take from its first byte to its blank line. */
+  readonly headerTimeout: number;
+  /** Seconds a connection may go without a byte read or sent, outside a request head. */
+  readonly idleTimeout: number;
 }
 
+/**
+ * One connection. The head is read a line at a time (terminator '\n', a CR before it is
+ * dropped, so bare-LF requests are answered as Python's http.server and nginx answer them);
+ * a body announced by Content-Length is then read with a numeric terminator and ignored.
+ * AsyncChat's output bound pauses the parsing of pipelined requests while answers wait.
+ */
 class HttpChannel extends AsyncChat {
   /** The request whose body is being read (and thrown away), if any. */
   #request: Request | null = null;
+  /** The lines of the head being read. */
+  #lines: string[] = [];
   #headSize = 0;
   /** After an error or "Connection: close": input is ignored until the channel closes. */
   #finished = false;
-  readonly #openFiles = new Set<FileProducer>();
+  /** When the head being read began (performance.now()); null outside a head. */
+  #headStartedAt: number | null = null;
+  /** When a byte was last read or sent outside a head. */
+  #lastProgress = performance.now();
+  /**
+   * One timer per connection, checked lazily: progress only moves #lastProgress, and the
+   * timer, when it runs, closes the connection or arms itself for the deadline as it is then.
+   * It is never armed further ahead than headerTimeout, so a head that starts later always has
+   * its deadline after the timer's: requests cost no timer operations at all.
+   */
+  #timer: ScheduledCall;
 
   constructor(
     sock: Socket,
-    readonly root: string | null,
+    readonly settings: ServerSettings,
     readonly peer: string,
-    readonly logRequests: boolean,
+    readonly onClose: () => void,
   ) {
     super(sock);
     this.maxIncomingBuffer = MAX_BODY;
-    this.setTerminator(HEAD_END);
+    this.setTerminator('\n');
+    this.#timer = callLater(Math.min(settings.headerTimeout, settings.idleTimeout), () => this.#checkTimeouts());
+  }
+
+  override handleRead(): void {
+    super.handleRead();
+    this.#progress();
+  }
+
+  override handleWrite(): void {
+    super.handleWrite();
+    this.#progress();
+  }
+
+  /** Bytes moved: outside a head, the idle time starts again. */
+  #progress(): void {
+    if (this.#headStartedAt === null) this.#lastProgress = performance.now();
+  }
+
+  #checkTimeouts(): void {
+    if (this.fileno() === null) return;
+    const { headerTimeout, idleTimeout, logRequests } = this.settings;
+    const now = performance.now();
+    const inHead = this.#headStartedAt !== null;
+    const deadline = inHead
+      ? (this.#headStartedAt ?? now) + headerTimeout * 1000
+      : this.#lastProgress + idleTimeout * 1000;
+    if (now >= deadline) {
+      if (logRequests) process.stderr.write(`${this.peer} ${inHead ? 'header' : 'idle'} timeout, closing\n`);
+      this.close();
+      return;
+    }
+    const delay = Math.min(deadline - now, headerTimeout * 1000) / 1000;
+    this.#timer = callLater(delay, () => this.#checkTimeouts());
+  }
+
+  /** The first byte of a head: from now on only the header timeout counts. */
+  #headStarted(): void {
+    this.#headStartedAt ??= performance.now();
+  }
+
+  #headEnded(): void {
+    this.#headStartedAt = null;
+    this.#lastProgress = performance.now();
   }
 
   override collectIncomingData(data: Buffer): void {
     // A body is only read to stay in step with the stream: no method served here uses one.
     if (this.#finished || this.#request !== null) return;
+    this.#headStarted();
     this.#headSize += data.length;
     if (this.#headSize > MAX_HEAD) return this.#fail(413, 'the request head is over 64 KiB');
     this.collectIntoIncoming(data);
@@ -296,21 +368,32 @@ class HttpChannel extends AsyncChat {
 
   override foundTerminator(): void {
     if (this.#finished) return;
-    const data = this.takeIncoming();
-    this.#headSize = 0;
     if (this.#request !== null) {
       // The body has been read: answer, and look for the next request head.
       const request = this.#request;
       this.#request = null;
-      this.setTerminator(HEAD_END);
+      this.setTerminator('\n');
       this.#answer(request);
       return;
     }
-    // Stray CRLFs between requests are allowed (RFC 9112, 2.2).
-    let head = data.toString('latin1');
-    if (head.startsWith('\r\n')) head = head.replace(LEADING_CRLFS, '');
-    if (head === '') return;
-    const request = parseHead(head);
+    this.#headStarted();
+    const data = this.takeIncoming();
+    this.#headSize += 1;
+    if (this.#headSize > MAX_HEAD) return this.#fail(413, 'the request head is over 64 KiB');
+    const end = data.length > 0 && data[data.length - 1] === 0x0d ? data.length - 1 : data.length;
+    const line = data.toString('latin1', 0, end);
+    if (line !== '') {
+      if (this.#lines.length > MAX_HEADER_LINES) return this.#fail(400, `more than ${MAX_HEADER_LINES} header lines`);
+      this.#lines.push(line);
+      return;
+    }
+    // Stray empty lines before a request line are allowed (RFC 9112, 2.2).
+    if (this.#lines.length === 0) return;
+    const lines = this.#lines;
+    this.#lines = [];
+    this.#headSize = 0;
+    this.#headEnded();
+    const request = parseHead(lines);
     if (typeof request === 'string') return this.#fail(400, request);
     if (request.headers.has('transfer-encoding')) return this.#fail(501, 'chunked request bodies are not supported');
     const length = request.headers.get('content-length') ?? '0';
@@ -329,21 +412,19 @@ class HttpChannel extends AsyncChat {
     const headOnly = request.method === 'HEAD';
     if (request.method !== 'GET' && !headOnly) {
       this.#replyFixed(request, 405, keepAlive, headOnly);
-    } else if (this.root === null) {
+    } else if (this.settings.root === null) {
       const target = request.target;
       this.#replyFixed(request, target === '/' || target.startsWith('/?') ? 200 : 404, keepAlive, headOnly);
     } else {
-      const file = fileFor(this.root, request.target);
-      const fd = file === null ? null : openForReading(file);
-      if (file === null || fd === null) {
+      const file = fileFor(this.settings.root, request.target);
+      if (file === null) {
         this.#replyFixed(request, 404, keepAlive, headOnly);
       } else {
-        const size = fstatSync(fd).size;
-        const type = CONTENT_TYPES[extname(file).toLowerCase()] ?? 'application/octet-stream';
-        this.push(Buffer.from(replyHead(200, { keepAlive, length: size, type }), 'latin1'));
-        this.#log(request, 200, size);
-        if (headOnly) closeSync(fd);
-        else this.pushWithProducer(new FileProducer(fd, size, this.#openFiles));
+        const type = CONTENT_TYPES[extname(file.path).toLowerCase()] ?? 'application/octet-stream';
+        this.push(Buffer.from(replyHead(200, { keepAlive, length: file.size, type }), 'latin1'));
+        this.#log(request, 200, file.size);
+        // Opened when its turn comes (see FileProducer): a queue of replies holds no fds.
+        if (!headOnly) this.pushWithProducer(new FileProducer(file.path, file.size));
       }
     }
     if (!keepAlive) this.#finish();
@@ -353,12 +434,12 @@ class HttpChannel extends AsyncChat {
   #replyFixed(request: Request | null, status: number, keepAlive: boolean, headOnly: boolean): void {
     this.push(fixedReplies.get(status, keepAlive, headOnly));
     // Checked here too: fixedBody() builds a Buffer only the log needs.
-    if (this.logRequests) this.#log(request, status, fixedBody(status).length);
+    if (this.settings.logRequests) this.#log(request, status, fixedBody(status).length);
   }
 
-  /** The access log: one stderr line per reply, unless --quiet. */
+  /** The access log: one stderr line per reply, unless --quiet; control characters escaped. */
   #log(request: Request | null, status: number, length: number): void {
-    if (!this.logRequests) return;
+    if (!this.settings.logRequests) return;
     const line = request === null ? '-' : `${request.method} ${request.target} HTTP/${request.version}`;
     // The request target is the client's text: escaped, it cannot drive the terminal.
     process.stderr.write(`${this.peer} "${escapeControls(line.slice(0, 200))}" ${status} ${length}\n`);
@@ -366,7 +447,7 @@ class HttpChannel extends AsyncChat {
 
   /** An error reply, then the connection closes: after a bad request the stream cannot be trusted. */
   #fail(status: number, why: string): void {
-    if (this.logRequests) process.stderr.write(`${this.peer} ${escapeControls(why)}\n`);
+    if (this.settings.logRequests) process.stderr.write(`${this.peer} ${escapeControls(why)}\n`);
     this.#replyFixed(null, status, false, false);
     this.#finish();
   }
@@ -374,24 +455,50 @@ class HttpChannel extends AsyncChat {
   /** No more requests on this connection: close it once the replies are sent. */
   #finish(): void {
     this.#finished = true;
+    this.#lines = [];
+    this.#headEnded();
     this.setTerminator(null);
     this.takeIncoming();
     this.closeWhenDone();
   }
 
+  /** A failure while answering (a file that vanished or shrank): log it and close. */
+  override handleError(err: unknown): void {
+    if (this.settings.logRequests) {
+      process.stderr.write(`${this.peer} ${escapeControls(err instanceof Error ? err.message : String(err))}\n`);
+    }
+    this.close();
+  }
+
   override close(): void {
-    super.close();
-    // A file still being streamed when the peer went away.
-    for (const producer of this.#openFiles) producer.close();
+    const wasOpen = this.fileno() !== null;
+    this.#timer.cancel();
+    try {
+      // AsyncChat closes the producers still queued, and their files with them.
+      super.close();
+    } finally {
+      if (wasOpen) this.onClose();
+    }
   }
 }
 
+/** The reply to a connection over --max-connections, sent once without waiting. */
+const BUSY_BODY = '503 Service Unavailable\n';
+const BUSY_REPLY = Buffer.from(
+  'HTTP/1.1 503 Service Unavailable\r\nServer: asyncore-http\r\nContent-Type: text/plain; charset=utf-8\r\n' +
+    `Content-Length: ${BUSY_BODY.length}\r\nConnection: close\r\nRetry-After: 1\r\n\r\n${BUSY_BODY}`,
+  'latin1',
+);
+
 class HttpServer extends Dispatcher {
+  /** Connections open now. */
+  connections = 0;
+
   constructor(
     host: string,
     port: number,
-    readonly root: string | null,
-    readonly logRequests: boolean,
+    readonly settings: ServerSettings,
+    readonly maxConnections: number,
   ) {
     super();
     this.createSocket(host.includes(':') ? AF_INET6 : AF_INET);
@@ -401,9 +508,81 @@ class HttpServer extends Dispatcher {
   }
 
   override handleAccepted(sock: Socket, addr: Address): void {
-    sock.setsockopt(IPPROTO_TCP, TCP_NODELAY, 1);
-    new HttpChannel(sock, this.root, formatAddress(addr), this.logRequests);
+    const peer = formatAddress(addr);
+    if (this.connections >= this.maxConnections) {
+      this.#refuse(sock, peer);
+      return;
+    }
+    let channel: HttpChannel;
+    try {
+      sock.setsockopt(IPPROTO_TCP, TCP_NODELAY, 1);
+      channel = new HttpChannel(sock, this.settings, peer, () => this.connections--);
+    } catch (err) {
+      // Reset before we got to it: nothing to serve.
+      sock.close();
+      if (this.settings.logRequests) process.stderr.write(`${peer} ${describeError(err)}\n`);
+      return;
+    }
+    this.connections++;
+    if (!channel.connected) channel.close();
   }
+
+  /** Over the cap: a short 503, written once without waiting, and the connection closed. */
+  #refuse(sock: Socket, peer: string): void {
+    if (this.settings.logRequests) {
+      process.stderr.write(`${peer} refused: ${this.connections} connections open (--max-connections)\n`);
+    }
+    try {
+      sock.setBlocking(false);
+      // What the client already sent is read first, so the close does not turn into a reset
+      // that could destroy the 503 before the client reads it.
+      sock.recv(65536);
+    } catch {
+      // Nothing sent yet, or the peer is gone: either way, answer and close.
+    }
+    try {
+      sock.send(BUSY_REPLY);
+    } catch {
+      // The peer is gone or its buffer is full: the close says it all.
+    }
+    sock.close();
+  }
+
+  /** A failed accept() (EMFILE, ENFILE, ...) must not close the listener: log, and keep listening. */
+  override handleError(err: unknown): void {
+    process.stderr.write(`asyncore-http: accept: ${describeError(err)}\n`);
+  }
+}
+
+/**
+ * The soft limit on open fds, from /proc/self/limits (Node has no getrlimit); null where
+ * that file does not exist or says "unlimited".
+ */
+function openFileLimit(): number | null {
+  try {
+    const match = /^Max open files\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'latin1'));
+    return match === null ? null : Number(match[1]);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The default --max-connections: each connection may hold two fds (its socket and the file
+ * it is sending), and the process keeps some 32 for itself (Node's own, the listener, the
+ * loop). 1024 is assumed when the limit is unknown.
+ */
+function defaultMaxConnections(): number {
+  const limit = openFileLimit() ?? 1024;
+  return Math.max(1, Math.floor((limit - 32) / 2));
+}
+
+function positiveSeconds(text: string, flag: string): number {
+  const value = Number(text);
+  if (text.trim() === '' || !Number.isFinite(value) || value <= 0) {
+    cli.usageError(`${flag} must be a positive number of seconds, not ${text}`);
+  }
+  return value;
 }
 
 function main(): void {
@@ -413,6 +592,9 @@ function main(): void {
       port: { type: 'string', default: '8000' },
       root: { type: 'string' },
       quiet: { type: 'boolean', default: false },
+      'header-timeout': { type: 'string', default: '20' },
+      'idle-timeout': { type: 'string', default: '60' },
+      'max-connections': { type: 'string' },
       ...LOOP_FLAGS,
     },
     strict: true,
@@ -422,6 +604,16 @@ function main(): void {
   const { values } = parsed;
   const port = cli.port(values.port, '--port');
   const { mode, options } = cli.loopFlags(values);
+  const headerTimeout = positiveSeconds(values['header-timeout'], '--header-timeout');
+  const idleTimeout = positiveSeconds(values['idle-timeout'], '--idle-timeout');
+  let maxConnections = defaultMaxConnections();
+  const maxText = values['max-connections'];
+  if (maxText !== undefined) {
+    maxConnections = Number(maxText);
+    if (!/^\d+$/.test(maxText) || maxConnections < 1 || !Number.isSafeInteger(maxConnections)) {
+      cli.usageError(`--max-connections must be a positive integer, not ${maxText}`);
+    }
+  }
   let root: string | null = null;
   if (values.root !== undefined) {
     try {
@@ -432,7 +624,8 @@ function main(): void {
     if (!statSync(root).isDirectory()) cli.usageError(`--root ${values.root} is not a directory`);
   }
 
-  const server = cli.listen(values.host, port, () => new HttpServer(values.host, port, root, !values.quiet));
+  const settings: ServerSettings = { root, logRequests: !values.quiet, headerTimeout, idleTimeout };
+  const server = cli.listen(values.host, port, () => new HttpServer(values.host, port, settings, maxConnections));
   cli.run(mode, options, { announce: Cli.listening(server, options.backend, mode) });
 }
 
