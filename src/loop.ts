@@ -391,8 +391,8 @@ class Poller implements MapWatcher {
     if (!hasBuiltInPredicates(obj)) this.#askedEveryIteration.add(obj);
     const watched = this.#watches.get(fd);
     if (this.#parked.size > 0 && this.#parked.has(fd)) {
-      // A parked fd returns to the kernel once its dispatcher reads again.
-      if ((mask & POLLIN) === 0 && watched?.owner === obj) mask = 0;
+      // A parked fd returns to the kernel once its dispatcher wants to read or write again.
+      if ((mask & (POLLIN | POLLOUT)) === 0 && watched?.owner === obj) mask = 0;
       else this.#parked.delete(fd);
     }
     if (watched === undefined) {
@@ -480,14 +480,16 @@ class Poller implements MapWatcher {
   }
 
   /**
-   * A hang-up without POLLIN for a dispatcher that is not reading now, with input still queued:
-   * instead of Python's handleClose(), which would drop that input, the fd leaves the kernel's
-   * set until the dispatcher reads again (then POLLIN|POLLHUP drains it through readwrite).
-   * Returns whether it parked the fd.
+   * A hang-up without POLLIN for a dispatcher that is neither reading nor writing now, with input
+   * still queued: instead of Python's handleClose(), which would drop that input, the fd leaves
+   * the kernel's set until the dispatcher reads again (then POLLIN|POLLHUP drains it through
+   * readwrite). A dispatcher that wants to write is not parked: its output can only fail now
+   * (EPIPE, ECONNRESET), and waiting for it to drain would keep the fd forever, so readwrite
+   * delivers the write event and the close, as Python does. Returns whether it parked the fd.
    */
   #park(fd: number, obj: Dispatcher): boolean {
     const watched = this.#watches.get(fd);
-    if (watched === undefined || watched.owner !== obj || (watched.mask & POLLIN) !== 0) return false;
+    if (watched === undefined || watched.owner !== obj || (watched.mask & (POLLIN | POLLOUT)) !== 0) return false;
     if (native.bytesReadable(fd) <= 0) return false;
     this.#apply(fd, watched.mask, 0);
     watched.mask = 0;
