@@ -26,8 +26,10 @@ describe('garbage collection of open sockets', () => {
   it('closes every fd of 2,000 dropped sockets, accepted, connected and socketpair ones and FileWrappers, one warning each', async () => {
     const seen = await scenario('drop');
     expect(seen['dropped']).toBe(2221);
-    expect(seen['opened']).toBe(2221);
-    expect(seen['leftOpen']).toBe(0);
+    expect(seen['openWhenDropped']).toBe(2221);
+    expect(seen['stillOpen']).toBe(0);
+    // Back to the start (or below it, should Node have closed an fd of its own meanwhile).
+    expect(seen['fdCountChange']).toBeLessThanOrEqual(0);
     expect(seen['warnings']).toBe(2221);
     // Each warning names its fd, and together they name every dropped fd once.
     expect(seen['namedAll']).toBe(true);
@@ -40,7 +42,8 @@ describe('garbage collection of open sockets', () => {
       reused: true,
       secondKept: true,
       adoptedKept: true,
-      warnings: 0,
+      // Only the control socket dropped beside them was closed by the collector.
+      warnings: ['control'],
     });
   });
 
