@@ -27,7 +27,7 @@ export class FileWrapper {
       throw new TypeError(`fd must be a non-negative integer, not ${describe(fd)}`);
     }
     this.fd = check(native.dup(fd), 'dup');
-    this.#claim = claimFd(this, this.fd, `<FileWrapper fd=${this.fd}>`);
+    this.#claim = claimFd(this, this.fd, 'FileWrapper');
   }
 
   /**

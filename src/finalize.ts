@@ -6,24 +6,36 @@
 // current claim on an fd number may close it at garbage collection, so a number the kernel
 // has since handed out again, or one another owner adopted (Socket.fromFd of a Socket's
 // fd), is never closed from under its new owner.
+//
+// Every socket an accept() loop takes passes through here, so a claim is kept small: numbers
+// and a constant string, with the warning's text built only when it is needed.
 import { native } from './binding.js';
 
 /** One owner's claim on one fd number. Holds no reference to the owner. */
 export interface FdClaim {
   readonly fd: number;
-  /** The owner as its warning names it, e.g. `<Socket fd=7 family=2 type=1>`. */
-  readonly what: string;
+  /** The owner's class, as the warning names it: `'Socket'` or `'FileWrapper'`. */
+  readonly kind: string;
+  /** A socket's family and type (-1 for other owners), for the warning. */
+  readonly family: number;
+  readonly type: number;
 }
 
-/** fd -> the claim of its current owner. */
-const claims = new Map<number, FdClaim>();
+/** fd -> the claim of its current owner (a sparse array: fd numbers are small and dense). */
+const claims: (FdClaim | undefined)[] = [];
+
+/** `<Socket fd=7 family=2 type=1>`, as Socket's toString() says, or `<FileWrapper fd=8>`. */
+function describeOwner({ fd, kind, family, type }: FdClaim): string {
+  return family < 0 ? `<${kind} fd=${fd}>` : `<${kind} fd=${fd} family=${family} type=${type}>`;
+}
 
 const registry = new FinalizationRegistry<FdClaim>((claim) => {
-  if (claims.get(claim.fd) !== claim) return;
-  claims.delete(claim.fd);
+  if (claims[claim.fd] !== claim) return;
+  claims[claim.fd] = undefined;
   native.close(claim.fd);
   process.emitWarning(
-    `unclosed ${claim.what}: fd ${claim.fd} was closed when its owner was garbage-collected; call close()`,
+    `unclosed ${describeOwner(claim)}: fd ${claim.fd} was closed when its owner was garbage-collected; ` +
+      'call close()',
     'ResourceWarning',
   );
 });
@@ -33,17 +45,17 @@ const registry = new FinalizationRegistry<FdClaim>((claim) => {
  * {@link releaseFd}. A claim an earlier owner still holds on this number is dropped: that
  * owner closed the fd behind our back, or handed it over.
  */
-export function claimFd(owner: object, fd: number, what: string): FdClaim {
-  const earlier = claims.get(fd);
+export function claimFd(owner: object, fd: number, kind: string, family = -1, type = -1): FdClaim {
+  const earlier = claims[fd];
   if (earlier !== undefined) registry.unregister(earlier);
-  const claim: FdClaim = { fd, what };
-  claims.set(fd, claim);
+  const claim: FdClaim = { fd, kind, family, type };
+  claims[fd] = claim;
   registry.register(owner, claim, claim);
   return claim;
 }
 
 /** Ends a claim: its owner closed the fd (or gave it away). Releasing twice does nothing. */
 export function releaseFd(claim: FdClaim): void {
-  if (claims.get(claim.fd) === claim) claims.delete(claim.fd);
+  if (claims[claim.fd] === claim) claims[claim.fd] = undefined;
   registry.unregister(claim);
 }

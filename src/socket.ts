@@ -117,7 +117,7 @@ export class Socket {
     this.#fd = adoptedFd ?? check(native.socket(family, type), 'socket');
     this.family = family;
     this.type = type;
-    this.#claim = claimFd(this, this.#fd, this.toString());
+    this.#claim = claimFd(this, this.#fd, 'Socket', family, type);
   }
 
   /** Wraps an fd that is already open (accept, socketpair, fromFd). */
