@@ -124,8 +124,8 @@ class ReactorWrap : public Napi::ObjectWrap<ReactorWrap> {
     const int64_t deadline = timeout_ms < 0 ? -1 : now + timeout_ms;
     for (;;) {
       if (backed_off_until_ >= 0 && now >= backed_off_until_) {
-        backed_off_until_ = -1;
-        if (reactor->SetInterest(loop_fd_, POLLIN) < 0) loop_fd_ = -1;  // and poll as before
+        // Should the backend refuse the fd now (ENOMEM), it is tried again a back-off later.
+        backed_off_until_ = reactor->SetInterest(loop_fd_, POLLIN) == 0 ? -1 : now + kBackOffMs;
       }
       int64_t wait = deadline < 0 ? -1 : std::max<int64_t>(0, deadline - now);
       bool cut_short = false;  // by the back-off, not by the caller's timeout
@@ -151,11 +151,10 @@ class ReactorWrap : public Napi::ObjectWrap<ReactorWrap> {
     }
   }
 
+  // Stops watching the loop's fd for kBackOffMs. Removing an fd from the interest set does
+  // not fail on a live fd, so loop_fd_ stays what the results are filtered by.
   void BackOff(Reactor* reactor, int64_t now) {
-    if (reactor->SetInterest(loop_fd_, 0) < 0) {
-      loop_fd_ = -1;
-      return;
-    }
+    reactor->SetInterest(loop_fd_, 0);
     backed_off_until_ = now + kBackOffMs;
   }
 
@@ -170,7 +169,8 @@ class ReactorWrap : public Napi::ObjectWrap<ReactorWrap> {
   }
 
   std::unique_ptr<Reactor> reactor_;
-  // The worker's libuv loop fd while the reactor may watch it (-1: main thread, or given up).
+  // The worker's libuv loop fd, watched but never reported to JavaScript (-1: main thread,
+  // or the backend could not hold it).
   int loop_fd_ = -1;
   // While >= 0: the loop fd is not watched until this time (MonotonicMs).
   int64_t backed_off_until_ = -1;
