@@ -7,6 +7,8 @@
       "sources": [
         "native/addon.cc",
         "native/bridge.cc",
+        "native/reactor_wrap.cc",
+        "native/wrap_common.cc",
         "native/reactor.cc",
         "native/backend.cc",
         "native/backend_select.cc",

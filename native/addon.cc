@@ -1,10 +1,11 @@
-// The N-API surface of the socket layer and the reactor: argument conversion only.
+// The N-API surface of the socket layer: argument conversion only.
 //
 // Conventions, so the TypeScript side can stay fast and exception-free in the hot path:
 // - a failed system call returns -errno as a number (src/binding.ts turns it into a
 //   SocketError where the API says "throws");
 // - a value of the wrong type throws TypeError here, before any syscall.
-// The thread bridge (loop()) lives in bridge.cc; it shares the Reactor.
+// The reactor's two wrappers live beside this file: reactor_wrap.cc (loopSync) and
+// bridge.cc (loop()'s thread).
 #include <napi.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -15,24 +16,18 @@
 
 #include <cerrno>
 #include <cstring>
-#include <memory>
 #include <string>
 
+#include "backend.h"
 #include "bridge.h"
 #include "reactor.h"
+#include "reactor_wrap.h"
 #include "signal_wakeup.h"
 #include "socket.h"
+#include "wrap_common.h"
 
 namespace aco {
 namespace {
-
-int32_t IntArg(const Napi::CallbackInfo& info, size_t index, const char* name) {
-  Napi::Value value = info[index];
-  if (!value.IsNumber()) {
-    throw Napi::TypeError::New(info.Env(), std::string(name) + " must be a number");
-  }
-  return value.As<Napi::Number>().Int32Value();
-}
 
 // The bytes of a Uint8Array/Buffer argument (no copy).
 void BytesArg(const Napi::CallbackInfo& info, size_t index, uint8_t** data, size_t* length) {
@@ -71,13 +66,6 @@ Napi::Value AddressToJs(Napi::Env env, const SockAddr& addr) {
   pair.Set(0u, Napi::String::New(env, host));
   pair.Set(1u, Napi::Number::New(env, port));
   return pair;
-}
-
-// The Error for a reactor that could not be created: the cause is in `errno`.
-Napi::Error ReactorCreationError(Napi::Env env, int error) {
-  Napi::Error failure = Napi::Error::New(env, "cannot create the reactor");
-  failure.Set("errno", Napi::Number::New(env, -error));
-  return failure;
 }
 
 Napi::Number Result(Napi::Env env, int64_t value) {
@@ -311,81 +299,6 @@ Napi::Value JsAvailableBackends(const Napi::CallbackInfo& info) {
   return names;
 }
 
-// --- The reactor, for loopSync -----------------------------------------------------------
-
-class ReactorWrap : public Napi::ObjectWrap<ReactorWrap> {
- public:
-  static Napi::Function Define(Napi::Env env) {
-    return DefineClass(env, "Reactor",
-                       {InstanceMethod<&ReactorWrap::SetInterest>("setInterest"),
-                        InstanceMethod<&ReactorWrap::Poll>("poll"),
-                        InstanceMethod<&ReactorWrap::WatchedCount>("watchedCount"),
-                        InstanceMethod<&ReactorWrap::Close>("close"),
-                        InstanceAccessor<&ReactorWrap::Backend>("backend")});
-  }
-
-  // new Reactor(backendName); throws an Error with `errno` when it cannot be created.
-  explicit ReactorWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ReactorWrap>(info) {
-    if (!info[0].IsString()) throw Napi::TypeError::New(info.Env(), "backend must be a string");
-    int error = 0;
-    reactor_ = Reactor::Create(info[0].As<Napi::String>().Utf8Value(), &error);
-    if (reactor_ == nullptr) throw ReactorCreationError(info.Env(), error);
-  }
-
- private:
-  Reactor* Get(Napi::Env env) {
-    if (reactor_ == nullptr) throw Napi::Error::New(env, "the reactor is closed");
-    return reactor_.get();
-  }
-
-  // setInterest(fd, mask) -> 0 or -errno (-ERANGE: the backend cannot hold fd)
-  Napi::Value SetInterest(const Napi::CallbackInfo& info) {
-    int fd = IntArg(info, 0, "fd");
-    auto mask = static_cast<uint32_t>(IntArg(info, 1, "mask"));
-    return Result(info.Env(), Get(info.Env())->SetInterest(fd, mask));
-  }
-
-  // poll(timeoutMs, out: Int32Array) -> ready count or -errno. The ready fds are written
-  // to `out` as [fd, events] pairs; `out` must hold 2 * watchedCount() entries.
-  Napi::Value Poll(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    Reactor* reactor = Get(env);
-    if (!info[0].IsNumber()) throw Napi::TypeError::New(env, "timeout must be a number");
-    double timeout = info[0].As<Napi::Number>().DoubleValue();
-    if (!info[1].IsTypedArray() ||
-        info[1].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
-      throw Napi::TypeError::New(env, "out must be an Int32Array");
-    }
-    auto out = info[1].As<Napi::Int32Array>();
-    bool woken = false;
-    int count = reactor->Poll(timeout < 0 ? -1 : static_cast<int64_t>(timeout), &woken);
-    if (count < 0) return Result(env, count);
-    size_t fit = std::min(static_cast<size_t>(count), out.ElementLength() / 2);
-    int32_t* slots = out.Data();
-    for (size_t i = 0; i < fit; i++) {
-      slots[2 * i] = reactor->ready()[i].fd;
-      slots[2 * i + 1] = reactor->ready()[i].events;
-    }
-    return Result(env, static_cast<int64_t>(fit));
-  }
-
-  Napi::Value WatchedCount(const Napi::CallbackInfo& info) {
-    return Result(info.Env(), Get(info.Env())->WatchedCount());
-  }
-
-  // Frees the backend (and its epoll fd) now rather than at garbage collection.
-  Napi::Value Close(const Napi::CallbackInfo& info) {
-    reactor_.reset();
-    return info.Env().Undefined();
-  }
-
-  Napi::Value Backend(const Napi::CallbackInfo& info) {
-    return Napi::String::New(info.Env(), Get(info.Env())->BackendName());
-  }
-
-  std::unique_ptr<Reactor> reactor_;
-};
-
 Napi::Object Constants(Napi::Env env) {
   Napi::Object c = Napi::Object::New(env);
   auto set = [&](const char* name, int value) { c.Set(name, Napi::Number::New(env, value)); };
@@ -453,7 +366,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("availableBackends",
               Napi::Function::New<JsAvailableBackends>(env, "availableBackends"));
   exports.Set("bytesReadable", Napi::Function::New<JsBytesReadable>(env, "bytesReadable"));
-  exports.Set("Reactor", ReactorWrap::Define(env));
+  InitReactorWrap(env, exports);
   InitBridge(env, exports);
   return exports;
 }

@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "reactor.h"
+#include "wrap_common.h"
 
 namespace aco {
 namespace {
@@ -61,22 +62,12 @@ void DeliverBatch(Napi::Env env, Napi::Function on_batch, Context* context, std:
 
 using BatchFunction = Napi::TypedThreadSafeFunction<Context, std::nullptr_t, DeliverBatch>;
 
-// The Error for a thread loop whose reactor could not be set up: the cause is in `errno`,
-// the wake-up fd (-1 if none was made) in `fd`.
-Napi::Error ReactorCreationError(Napi::Env env, int error, int wake_fd) {
-  Napi::Error failure = Napi::Error::New(env, "cannot create the reactor");
-  failure.Set("errno", Napi::Number::New(env, -error));
-  failure.Set("fd", Napi::Number::New(env, wake_fd));
-  return failure;
-}
-
 class ThreadLoop : public Napi::ObjectWrap<ThreadLoop> {
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(
         env, "ThreadLoop",
         {InstanceMethod<&ThreadLoop::SetInterest>("setInterest"),
-         InstanceMethod<&ThreadLoop::WatchedCount>("watchedCount"),
          InstanceMethod<&ThreadLoop::TakeReady>("takeReady"),
          InstanceMethod<&ThreadLoop::Resume>("resume"), InstanceMethod<&ThreadLoop::Wake>("wake"),
          InstanceMethod<&ThreadLoop::Stop>("stop"), InstanceMethod<&ThreadLoop::Ref>("ref"),
@@ -155,28 +146,13 @@ class ThreadLoop : public Napi::ObjectWrap<ThreadLoop> {
     return Napi::Number::New(info.Env(), core->reactor->SetInterest(fd, mask));
   }
 
-  Napi::Value WatchedCount(const Napi::CallbackInfo& info) {
-    return Napi::Number::New(info.Env(), JsTurnCore(info.Env())->reactor->WatchedCount());
-  }
-
   // takeReady(out: Int32Array) -> count: the last batch as [fd, events] pairs.
   Napi::Value TakeReady(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    LoopCore* core = JsTurnCore(env);
-    if (!info[0].IsTypedArray() ||
-        info[0].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
-      throw Napi::TypeError::New(env, "out must be an Int32Array");
-    }
-    auto out = info[0].As<Napi::Int32Array>();
+    LoopCore* core = JsTurnCore(info.Env());
+    Napi::Int32Array out = Int32ArrayArg(info, 0);
     size_t count = core->result > 0 ? static_cast<size_t>(core->result) : 0;
-    size_t fit = std::min(count, out.ElementLength() / 2);
-    const std::vector<ReadyEvent>& ready = core->reactor->ready();
-    int32_t* slots = out.Data();
-    for (size_t i = 0; i < fit; i++) {
-      slots[2 * i] = ready[i].fd;
-      slots[2 * i + 1] = ready[i].events;
-    }
-    return Napi::Number::New(env, static_cast<double>(fit));
+    return Napi::Number::New(info.Env(),
+                             static_cast<double>(CopyReady(core->reactor->ready(), count, out)));
   }
 
   // resume(timeoutMs): ends the JS turn and starts the next wait.

@@ -1,4 +1,5 @@
-// The typed view of the native addon (native/addon.cc and native/bridge.cc).
+// The typed view of the native addon (native/addon.cc, native/reactor_wrap.cc and
+// native/bridge.cc).
 //
 // Conventions: a function that makes a system call returns -errno (a negative number) on
 // failure instead of throwing, so callers in the hot path can treat EAGAIN as a value.
@@ -15,7 +16,6 @@ export interface NativeReactor {
   setInterest(fd: number, mask: number): number;
   /** Wait up to timeoutMs (negative: forever); ready fds go to `out` as [fd, events] pairs. */
   poll(timeoutMs: number, out: Int32Array): number;
-  watchedCount(): number;
   close(): void;
 }
 
@@ -23,7 +23,6 @@ export interface NativeThreadLoop {
   readonly backend: string | null;
   /** Only in the JS turn (inside onBatch, or before the first resume). */
   setInterest(fd: number, mask: number): number;
-  watchedCount(): number;
   /** The last batch as [fd, events] pairs; returns how many were written. */
   takeReady(out: Int32Array): number;
   /** Ends the JS turn: the thread waits up to timeoutMs, then calls onBatch. */

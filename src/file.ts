@@ -4,14 +4,20 @@ import { native } from './binding.js';
 import { SOL_SOCKET, SO_ERROR } from './constants.js';
 import { Dispatcher, type SocketMap } from './dispatcher.js';
 import { check, errnoError } from './errors.js';
+import { type FdClaim, claimFd, releaseFd } from './finalize.js';
 import { describe, toBytes } from './socket.js';
 
 let scratch = Buffer.allocUnsafe(65536);
 
-/** Wraps a duplicate of an fd so it quacks like a socket: recv/send are read/write. */
+/**
+ * Wraps a duplicate of an fd so it quacks like a socket: recv/send are read/write. One that becomes
+ * unreachable while still open has its duplicate closed when it is garbage-collected, with a
+ * `ResourceWarning`, as Python's `file_wrapper` does.
+ */
 export class FileWrapper {
   /** The duplicate this wrapper owns, or -1 after {@link FileWrapper.close}. */
   fd: number;
+  readonly #claim: FdClaim;
 
   /**
    * Duplicates `fd` (`dup(2)`): the wrapper owns and closes the copy, the caller keeps the original.
@@ -21,6 +27,7 @@ export class FileWrapper {
       throw new TypeError(`fd must be a non-negative integer, not ${describe(fd)}`);
     }
     this.fd = check(native.dup(fd), 'dup');
+    this.#claim = claimFd(this, this.fd, 'FileWrapper');
   }
 
   /**
@@ -63,6 +70,7 @@ export class FileWrapper {
     if (this.fd < 0) return;
     const fd = this.fd;
     this.fd = -1;
+    releaseFd(this.#claim);
     check(native.close(fd), 'close');
   }
 

@@ -6,6 +6,7 @@ import { isIP } from 'node:net';
 import { type Address, native } from './binding.js';
 import { AF_INET, AF_INET6, AF_UNIX, SOCK_STREAM } from './constants.js';
 import { SocketError, check, errnoError } from './errors.js';
+import { type FdClaim, claimFd, releaseFd } from './finalize.js';
 
 export type { Address } from './binding.js';
 
@@ -94,6 +95,10 @@ export function formatAddress(address: Address | null | undefined): string {
  * call that would block throws `SocketError` with code `'EAGAIN'`, as Python raises `BlockingIOError`.
  * Sends never raise SIGPIPE: a vanished peer gives `EPIPE`. Bad arguments throw `TypeError` or
  * `RangeError`, and a system call on a closed socket throws `SocketError('EBADF')`.
+ *
+ * A Socket that becomes unreachable while still open has its fd closed when it is garbage-collected,
+ * with a `ResourceWarning` (`process.emitWarning`) that names the fd, as Python warns; call
+ * {@link Socket.close} instead of relying on it.
  */
 export class Socket {
   /** The address family: {@link AF_INET}, {@link AF_INET6} or {@link AF_UNIX}. */
@@ -102,6 +107,8 @@ export class Socket {
   readonly type: number;
   #fd: number;
   #blocking = false;
+  // What closes the fd if this Socket is garbage-collected while open (finalize.ts).
+  readonly #claim: FdClaim;
 
   /** Creates a socket (`socket(2)`), as Python's `socket.socket(family, type)`. */
   constructor(family: number = AF_INET, type: number = SOCK_STREAM) {
@@ -110,6 +117,7 @@ export class Socket {
     this.#fd = adoptedFd ?? check(native.socket(family, type), 'socket');
     this.family = family;
     this.type = type;
+    this.#claim = claimFd(this, this.#fd, 'Socket', family, type);
   }
 
   /** Wraps an fd that is already open (accept, socketpair, fromFd). */
@@ -122,7 +130,11 @@ export class Socket {
     }
   }
 
-  /** Adopts an open socket fd (it is made non-blocking). Family and type are asked of the kernel when omitted. */
+  /**
+   * Adopts an open socket fd (it is made non-blocking). Family and type are asked of the kernel when
+   * omitted. The new Socket owns the fd from then on: another Socket that held it no longer closes it
+   * at garbage collection.
+   */
   static fromFd(fd: number, family?: number, type?: number): Socket {
     checkSize(fd, 'fd');
     const [typeStatus, kernelType] = native.getsockopt(fd, native.constants.SOL_SOCKET, native.constants.SO_TYPE);
@@ -265,6 +277,7 @@ export class Socket {
     const fd = this.#fd;
     if (fd < 0) return;
     this.#fd = -1;
+    releaseFd(this.#claim);
     check(native.close(fd), 'close');
   }
 

@@ -1,20 +1,23 @@
-// LeakSanitizer: 20 worker threads, each running loop() with an echo server and two clients
-// that ping-pong without end, terminated mid-loop. Two endings, in turn:
-//   serving    the worker posts once traffic flows and goes on looping; terminate() meets
-//              the polling thread mid-wait or with a batch queued
-//   busy       the worker posts, then keeps its JS thread busy, so the polling thread's next
-//              batch is queued and undelivered when terminate() comes
+// LeakSanitizer: 21 worker threads, each running an echo server and two clients that
+// ping-pong without end, terminated mid-loop. Three endings, in turn:
+//   serving    loop(): the worker posts once traffic flows and goes on looping; terminate()
+//              meets the polling thread mid-wait or with a batch queued
+//   busy       loop(): the worker posts, then keeps its JS thread busy, so the polling
+//              thread's next batch is queued and undelivered when terminate() comes
+//   sync-idle  loopSync(): once traffic flowed the clients close and the worker blocks in
+//              loopSync({ timeout: Infinity }) on the idle server; terminate() must end
+//              that wait (reactor_wrap.cc watches the worker's libuv loop for it)
 // Node then tears the worker's environment down: the bridge's cleanup hook must stop and
-// join the thread and free everything the loop allocated. This file is both the host (main
-// thread) and the worker.
+// join the thread, and everything either loop allocated must be freed. This file is both the
+// host (main thread) and the worker.
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 
-import { loop } from 'asyncore';
+import { loop, loopSync } from 'asyncore';
 
 import { BACKENDS, Bouncer, EchoServer, check, runScript } from './lib/kit.mjs';
 
-const WORKERS = 20;
-const ENDINGS = ['serving', 'busy'];
+const WORKERS = 21;
+const ENDINGS = ['serving', 'busy', 'sync-idle'];
 /** Echoes each client must have read before the worker says traffic flows. */
 const READS_BEFORE_REPORT = 20;
 
@@ -22,6 +25,13 @@ function workerMain({ backend, ending }) {
   const map = new Map();
   const server = new EchoServer(map);
   const clients = [new Bouncer(server.port, map), new Bouncer(server.port, map)];
+  if (ending === 'sync-idle') {
+    while (!clients.every((c) => c.reads >= READS_BEFORE_REPORT)) loopSync({ map, backend, count: 1 });
+    parentPort.postMessage({ reads: clients.map((c) => c.reads) });
+    for (const client of clients) client.close();
+    loopSync({ map, backend, timeout: Infinity });
+    return;
+  }
   let reported = false;
   // Polled from a timer rather than hooked into the handlers: the handlers stay the kit's.
   const watcher = setInterval(() => {
