@@ -241,9 +241,19 @@ Napi::Value NameOf(const Napi::CallbackInfo& info, int (*get)(int, SockAddr*)) {
 Napi::Value JsGetSockName(const Napi::CallbackInfo& info) { return NameOf(info, GetSockName); }
 Napi::Value JsGetPeerName(const Napi::CallbackInfo& info) { return NameOf(info, GetPeerName); }
 
+// setsockopt(fd, level, option, value) -> 0 or -errno. value is a number (an int option)
+// or a Uint8Array whose bytes are the option's raw value (struct linger, struct timeval ...).
 Napi::Value JsSetSockOpt(const Napi::CallbackInfo& info) {
-  return Result(info.Env(), SetSockOptInt(IntArg(info, 0, "fd"), IntArg(info, 1, "level"),
-                                          IntArg(info, 2, "option"), IntArg(info, 3, "value")));
+  int fd = IntArg(info, 0, "fd");
+  int level = IntArg(info, 1, "level");
+  int option = IntArg(info, 2, "option");
+  if (info[3].IsNumber()) {
+    return Result(info.Env(), SetSockOptInt(fd, level, option, IntArg(info, 3, "value")));
+  }
+  uint8_t* data;
+  size_t length;
+  BytesArg(info, 3, &data, &length);
+  return Result(info.Env(), SetSockOptBytes(fd, level, option, data, length));
 }
 
 // getsockopt(fd, level, option) -> [0, value] or [-errno, 0]
@@ -255,6 +265,17 @@ Napi::Value JsGetSockOpt(const Napi::CallbackInfo& info) {
   pair.Set(0u, Napi::Number::New(info.Env(), status));
   pair.Set(1u, Napi::Number::New(info.Env(), value));
   return pair;
+}
+
+// getsockoptInto(fd, level, option, buffer) -> bytes the kernel wrote into buffer, or -errno
+Napi::Value JsGetSockOptInto(const Napi::CallbackInfo& info) {
+  int fd = IntArg(info, 0, "fd");
+  int level = IntArg(info, 1, "level");
+  int option = IntArg(info, 2, "option");
+  uint8_t* data;
+  size_t capacity;
+  BytesArg(info, 3, &data, &capacity);
+  return Result(info.Env(), GetSockOptBytes(fd, level, option, data, capacity));
 }
 
 // resolve(family, type, host, port) -> numeric host string, or
@@ -398,13 +419,34 @@ Napi::Object Constants(Napi::Env env) {
   set("SO_RCVBUF", SO_RCVBUF);
   set("SO_KEEPALIVE", SO_KEEPALIVE);
   set("SO_TYPE", SO_TYPE);
+  set("SO_LINGER", SO_LINGER);
+  set("SO_BROADCAST", SO_BROADCAST);
+  set("SO_RCVLOWAT", SO_RCVLOWAT);
   set("IPPROTO_TCP", IPPROTO_TCP);
   set("TCP_NODELAY", TCP_NODELAY);
+  set("IPPROTO_IPV6", IPPROTO_IPV6);
+  set("IPV6_V6ONLY", IPV6_V6ONLY);
+  // Only where the platform has them: an absent name is undefined in JavaScript, as an
+  // absent attribute is in Python's socket module.
+#ifdef TCP_KEEPIDLE
+  set("TCP_KEEPIDLE", TCP_KEEPIDLE);
+#elif defined(TCP_KEEPALIVE)
+  // macOS names the idle time before the first probe TCP_KEEPALIVE (libuv does the same).
+  set("TCP_KEEPIDLE", TCP_KEEPALIVE);
+#endif
+#ifdef TCP_KEEPINTVL
+  set("TCP_KEEPINTVL", TCP_KEEPINTVL);
+#endif
+#ifdef TCP_KEEPCNT
+  set("TCP_KEEPCNT", TCP_KEEPCNT);
+#endif
   set("SHUT_RD", SHUT_RD);
   set("SHUT_WR", SHUT_WR);
   set("SHUT_RDWR", SHUT_RDWR);
   set("MSG_PEEK", MSG_PEEK);
   set("MSG_OOB", MSG_OOB);
+  set("MSG_DONTWAIT", MSG_DONTWAIT);
+  set("MSG_WAITALL", MSG_WAITALL);
   set("POLLIN", POLLIN);
   set("POLLPRI", POLLPRI);
   set("POLLOUT", POLLOUT);
@@ -415,10 +457,34 @@ Napi::Object Constants(Napi::Env env) {
   return c;
 }
 
+// getaddrinfo()'s error codes, whose numbers differ between C libraries; the names that a
+// platform lacks are left out.
+Napi::Object GaiCodes(Napi::Env env) {
+  Napi::Object c = Napi::Object::New(env);
+  auto set = [&](const char* name, int value) { c.Set(name, Napi::Number::New(env, value)); };
+  set("EAI_AGAIN", EAI_AGAIN);
+  set("EAI_BADFLAGS", EAI_BADFLAGS);
+  set("EAI_FAIL", EAI_FAIL);
+  set("EAI_FAMILY", EAI_FAMILY);
+  set("EAI_MEMORY", EAI_MEMORY);
+  set("EAI_NONAME", EAI_NONAME);
+  set("EAI_SERVICE", EAI_SERVICE);
+  set("EAI_SOCKTYPE", EAI_SOCKTYPE);
+  set("EAI_SYSTEM", EAI_SYSTEM);
+#ifdef EAI_NODATA
+  set("EAI_NODATA", EAI_NODATA);
+#endif
+#ifdef EAI_ADDRFAMILY
+  set("EAI_ADDRFAMILY", EAI_ADDRFAMILY);
+#endif
+  return c;
+}
+
 }  // namespace
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("constants", Constants(env));
+  exports.Set("gaiCodes", GaiCodes(env));
   exports.Set("socket", Napi::Function::New<JsSocket>(env, "socket"));
   exports.Set("socketpair", Napi::Function::New<JsSocketPair>(env, "socketpair"));
   exports.Set("close", Napi::Function::New<JsClose>(env, "close"));
@@ -442,6 +508,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("getpeername", Napi::Function::New<JsGetPeerName>(env, "getpeername"));
   exports.Set("setsockopt", Napi::Function::New<JsSetSockOpt>(env, "setsockopt"));
   exports.Set("getsockopt", Napi::Function::New<JsGetSockOpt>(env, "getsockopt"));
+  exports.Set("getsockoptInto", Napi::Function::New<JsGetSockOptInto>(env, "getsockoptInto"));
   exports.Set("resolve", Napi::Function::New<JsResolve>(env, "resolve"));
   exports.Set("signalWakeupFd", Napi::Function::New<JsSignalWakeupFd>(env, "signalWakeupFd"));
   exports.Set("strerror", Napi::Function::New<JsStrerror>(env, "strerror"));

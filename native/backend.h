@@ -17,6 +17,8 @@
 #include <string>
 #include <vector>
 
+#include "platform.h"
+
 namespace aco {
 
 // One ready fd and what the kernel reported for it.
@@ -66,7 +68,7 @@ int64_t MonotonicMs();
 
 std::unique_ptr<Backend> CreateSelectBackend(int* error);
 std::unique_ptr<Backend> CreatePollBackend(int* error);
-#if defined(__linux__)
+#if defined(ACO_HAVE_EPOLL)
 std::unique_ptr<Backend> CreateEpollBackend(int* error);
 #endif
 
