@@ -422,6 +422,8 @@ Napi::Object Constants(Napi::Env env) {
   set("SO_LINGER", SO_LINGER);
   set("SO_BROADCAST", SO_BROADCAST);
   set("SO_RCVLOWAT", SO_RCVLOWAT);
+  set("SO_RCVTIMEO", SO_RCVTIMEO);
+  set("SO_SNDTIMEO", SO_SNDTIMEO);
   set("IPPROTO_TCP", IPPROTO_TCP);
   set("TCP_NODELAY", TCP_NODELAY);
   set("IPPROTO_IPV6", IPPROTO_IPV6);

@@ -62,6 +62,8 @@ export interface NativeConstants {
   SO_LINGER: number;
   SO_BROADCAST: number;
   SO_RCVLOWAT: number;
+  SO_RCVTIMEO: number;
+  SO_SNDTIMEO: number;
   IPPROTO_TCP: number;
   TCP_NODELAY: number;
   IPPROTO_IPV6: number;

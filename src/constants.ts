@@ -63,6 +63,13 @@ export const {
   SO_BROADCAST,
   /** `SOL_SOCKET` option: the fewest bytes a receive waits for (and readiness reports), default 1. */
   SO_RCVLOWAT,
+  /**
+   * `SOL_SOCKET` option whose value is a `struct timeval`, as bytes: how long a receive (or accept) on a
+   * blocking socket waits before it fails with `EAGAIN`.
+   */
+  SO_RCVTIMEO,
+  /** `SOL_SOCKET` option whose value is a `struct timeval`, as bytes: the same for a send. */
+  SO_SNDTIMEO,
   /** Option level of TCP, for {@link TCP_NODELAY}. */
   IPPROTO_TCP,
   /**
