@@ -27,8 +27,8 @@
 #define ACO_HAVE_SPLICE 1
 #endif
 
-#if defined(__linux__) || defined(__FreeBSD__) || defined(__NetBSD__) || \
-    defined(__OpenBSD__) || defined(__DragonFly__)
+#if defined(__linux__) || defined(__FreeBSD__) || defined(__NetBSD__) || defined(__OpenBSD__) || \
+    defined(__DragonFly__)
 #define ACO_HAVE_ACCEPT4 1
 #define ACO_HAVE_PIPE2 1
 #endif

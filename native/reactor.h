@@ -61,8 +61,8 @@ class Reactor {
   std::unique_ptr<Backend> backend_;
   std::vector<uint8_t> interest_;  // fd -> mask the backend holds now
   std::vector<ReadyEvent> ready_;  // the last Poll's results
-  int wake_fd_ = -1;        // watched: the eventfd, or the read end of the pipe
-  int wake_write_fd_ = -1;  // written by Wake(): the same eventfd, or the pipe's write end
+  int wake_fd_ = -1;               // watched: the eventfd, or the read end of the pipe
+  int wake_write_fd_ = -1;         // written by Wake(): the same eventfd, or the pipe's write end
   std::atomic<bool> wake_pending_{false};
 };
 

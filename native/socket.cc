@@ -1,8 +1,6 @@
 // The socket layer. See socket.h: every function returns -errno on failure.
 #include "socket.h"
 
-#include "platform.h"
-
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <net/if.h>
@@ -10,6 +8,8 @@
 #include <netinet/in.h>
 #include <sys/un.h>
 #include <unistd.h>
+
+#include "platform.h"
 #ifdef ACO_HAVE_EVENTFD
 #include <sys/eventfd.h>
 #endif

@@ -82,7 +82,6 @@ describe('SplicePipe.supported', () => {
 });
 
 describe.runIf(SplicePipe.supported)('SplicePipe', () => {
-
   it('grants at least the capacity asked for, rounded to pages', () => {
     const pipe = track(new SplicePipe(100_000));
     expect(pipe.capacity).toBeGreaterThanOrEqual(100_000);
