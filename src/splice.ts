@@ -31,7 +31,10 @@ export class SplicePipe {
   #writeFd: number;
   #pending = 0;
 
-  /** Whether this platform can splice (Linux). Asked of the kernel once. */
+  /**
+   * Whether this build can splice: on Linux, unless it was built with the portable fallbacks forced
+   * (`ASYNCORE_FORCE_FALLBACKS`). Asked of the addon once.
+   */
   static get supported(): boolean {
     if (probed === undefined) {
       const fds = native.pipe();
