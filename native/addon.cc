@@ -17,6 +17,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <unordered_set>
 
 #include "bridge.h"
 #include "reactor.h"
@@ -86,8 +87,41 @@ Napi::Number Result(Napi::Env env, int64_t value) {
 
 // --- Sockets ---------------------------------------------------------------------------
 
+// The fds this environment's JavaScript opened through the addon (sockets, accepted sockets,
+// pipes, dups) and has not closed. A worker that ends with sockets open (worker.terminate(),
+// process.exit() inside it) runs no JavaScript again, so nothing would close them: the
+// environment's cleanup hook closes what is left, and a terminated worker leaves no fd and
+// no bound port behind. Used on the environment's own thread only.
+class OpenFds {
+ public:
+  // Registered first in Init, so it runs after the hooks of the thread loops, which join
+  // their polling threads before anything here closes an fd they might still watch.
+  static OpenFds* Create(Napi::Env env) {
+    auto* fds = new OpenFds();
+    env.AddCleanupHook([fds] {
+      for (int fd : fds->fds_) Close(fd);
+      delete fds;
+    });
+    return fds;
+  }
+
+  // A result of a call that may have opened an fd: recorded when it did.
+  int64_t Opened(int64_t fd) {
+    if (fd >= 0) fds_.insert(static_cast<int>(fd));
+    return fd;
+  }
+  void Closed(int fd) { fds_.erase(fd); }
+
+ private:
+  OpenFds() = default;
+  std::unordered_set<int> fds_;
+};
+
+OpenFds* FdsOf(const Napi::CallbackInfo& info) { return static_cast<OpenFds*>(info.Data()); }
+
 Napi::Value JsSocket(const Napi::CallbackInfo& info) {
-  return Result(info.Env(), SocketOpen(IntArg(info, 0, "family"), IntArg(info, 1, "type")));
+  int fd = SocketOpen(IntArg(info, 0, "family"), IntArg(info, 1, "type"));
+  return Result(info.Env(), FdsOf(info)->Opened(fd));
 }
 
 // [fds[0], fds[1]] after a call that filled them, or its -errno.
@@ -102,15 +136,22 @@ Napi::Value FdPairResult(Napi::Env env, int status, const int fds[2]) {
 Napi::Value JsSocketPair(const Napi::CallbackInfo& info) {
   int fds[2] = {-1, -1};
   int status = SocketPair(IntArg(info, 0, "family"), IntArg(info, 1, "type"), fds);
+  if (status == 0) {
+    FdsOf(info)->Opened(fds[0]);
+    FdsOf(info)->Opened(fds[1]);
+  }
   return FdPairResult(info.Env(), status, fds);
 }
 
 Napi::Value JsClose(const Napi::CallbackInfo& info) {
-  return Result(info.Env(), Close(IntArg(info, 0, "fd")));
+  int fd = IntArg(info, 0, "fd");
+  // Forgotten whatever close() says: the fd is released even when it reports an error.
+  FdsOf(info)->Closed(fd);
+  return Result(info.Env(), Close(fd));
 }
 
 Napi::Value JsDup(const Napi::CallbackInfo& info) {
-  return Result(info.Env(), Dup(IntArg(info, 0, "fd")));
+  return Result(info.Env(), FdsOf(info)->Opened(Dup(IntArg(info, 0, "fd"))));
 }
 
 Napi::Value JsSetNonBlocking(const Napi::CallbackInfo& info) {
@@ -132,6 +173,7 @@ Napi::Value JsAccept(const Napi::CallbackInfo& info) {
   SockAddr peer;
   int fd = Accept(IntArg(info, 0, "fd"), &peer);
   if (fd < 0) return Result(info.Env(), fd);
+  FdsOf(info)->Opened(fd);
   Napi::Array pair = Napi::Array::New(info.Env(), 2);
   pair.Set(0u, Napi::Number::New(info.Env(), fd));
   pair.Set(1u, AddressToJs(info.Env(), peer));
@@ -216,6 +258,10 @@ Napi::Value JsWrite(const Napi::CallbackInfo& info) {
 Napi::Value JsPipe(const Napi::CallbackInfo& info) {
   int fds[2] = {-1, -1};
   int status = PipeOpen(fds);
+  if (status == 0) {
+    FdsOf(info)->Opened(fds[0]);
+    FdsOf(info)->Opened(fds[1]);
+  }
   return FdPairResult(info.Env(), status, fds);
 }
 
@@ -487,14 +533,15 @@ Napi::Object GaiCodes(Napi::Env env) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("constants", Constants(env));
   exports.Set("gaiCodes", GaiCodes(env));
-  exports.Set("socket", Napi::Function::New<JsSocket>(env, "socket"));
-  exports.Set("socketpair", Napi::Function::New<JsSocketPair>(env, "socketpair"));
-  exports.Set("close", Napi::Function::New<JsClose>(env, "close"));
-  exports.Set("dup", Napi::Function::New<JsDup>(env, "dup"));
+  OpenFds* fds = OpenFds::Create(env);
+  exports.Set("socket", Napi::Function::New<JsSocket>(env, "socket", fds));
+  exports.Set("socketpair", Napi::Function::New<JsSocketPair>(env, "socketpair", fds));
+  exports.Set("close", Napi::Function::New<JsClose>(env, "close", fds));
+  exports.Set("dup", Napi::Function::New<JsDup>(env, "dup", fds));
   exports.Set("setNonBlocking", Napi::Function::New<JsSetNonBlocking>(env, "setNonBlocking"));
   exports.Set("bind", Napi::Function::New<JsBind>(env, "bind"));
   exports.Set("listen", Napi::Function::New<JsListen>(env, "listen"));
-  exports.Set("accept", Napi::Function::New<JsAccept>(env, "accept"));
+  exports.Set("accept", Napi::Function::New<JsAccept>(env, "accept", fds));
   exports.Set("connect", Napi::Function::New<JsConnect>(env, "connect"));
   exports.Set("shutdown", Napi::Function::New<JsShutdown>(env, "shutdown"));
   exports.Set("send", Napi::Function::New<JsSend>(env, "send"));
@@ -503,7 +550,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("recvfromInto", Napi::Function::New<JsRecvFromInto>(env, "recvfromInto"));
   exports.Set("readInto", Napi::Function::New<JsReadInto>(env, "readInto"));
   exports.Set("write", Napi::Function::New<JsWrite>(env, "write"));
-  exports.Set("pipe", Napi::Function::New<JsPipe>(env, "pipe"));
+  exports.Set("pipe", Napi::Function::New<JsPipe>(env, "pipe", fds));
   exports.Set("setPipeSize", Napi::Function::New<JsSetPipeSize>(env, "setPipeSize"));
   exports.Set("splice", Napi::Function::New<JsSplice>(env, "splice"));
   exports.Set("getsockname", Napi::Function::New<JsGetSockName>(env, "getsockname"));
