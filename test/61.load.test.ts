@@ -43,7 +43,7 @@ const HEAP_TOLERANCE_BYTES = 1 << 20;
 // The server asks for 'auto': epoll where it is built. Without it (the portable fallbacks
 // forced) that is poll, which hands the kernel every fd at every wait: 30,000 connections then
 // take minutes on two loaded cores instead of seconds. The same checks, given that time.
-const ROUNDS_TIMEOUT_MS = BEST_BACKEND === 'epoll' ? 30_000 : 400_000;
+const timeout = BEST_BACKEND === 'epoll' ? 30_000 : 400_000;
 
 /** The soft fd limit children of this process get (the same as this process's own). */
 function softFdLimit(): number {
@@ -93,47 +93,43 @@ async function round(port: number, count: number): Promise<void> {
 }
 
 describe.each(MODES)('10,000 connections opened and closed (%s)', (mode) => {
-  it(
-    'leave the fd count exactly as it was and resident memory within a tolerance',
-    async () => {
-      const count = connectionCount();
-      const child = new EventChild(process.execPath, [
-        '--expose-gc',
-        '--max-semi-space-size=1',
-        join(FAULTS, 'many-server.mjs'),
-        PACKAGE,
-        mode,
-        'auto',
-      ]);
-      children.push(child);
-      const port = numberField(await child.next('listening'), 'port');
-      const idle: ChildEvent[] = [await child.next('idle')];
-      for (let k = 1; k <= ROUNDS; k++) {
-        await round(port, count);
-        idle.push(await child.next('idle', 30_000));
-      }
-      const report = JSON.stringify(idle);
-      const [start, ...rounds] = idle as [ChildEvent, ...ChildEvent[]];
-      for (const after of rounds) {
-        // Every connection was open at once on the server, and every fd is closed again.
-        expect(numberField(after, 'peak'), report).toBe(count);
-        expect(numberField(after, 'fds'), report).toBe(numberField(start, 'fds'));
-      }
-      // Round 1 warms up what grows once and stays (V8's heap, the maps' capacity, the poller's
-      // result array); the later rounds must end about where it ended.
-      const first = rounds[0] as ChildEvent;
-      const last = rounds[rounds.length - 1] as ChildEvent;
-      const growth = (field: string): number => numberField(last, field) - numberField(first, field);
-      expect(Math.abs(growth('heapUsed')), report).toBeLessThan(HEAP_TOLERANCE_BYTES);
-      expect(Math.abs(growth('external')), report).toBeLessThan(HEAP_TOLERANCE_BYTES);
-      expect(growth('rss'), report).toBeLessThan(RSS_TOLERANCE_BYTES);
+  it('leave the fd count exactly as it was and resident memory within a tolerance', { timeout }, async () => {
+    const count = connectionCount();
+    const child = new EventChild(process.execPath, [
+      '--expose-gc',
+      '--max-semi-space-size=1',
+      join(FAULTS, 'many-server.mjs'),
+      PACKAGE,
+      mode,
+      'auto',
+    ]);
+    children.push(child);
+    const port = numberField(await child.next('listening'), 'port');
+    const idle: ChildEvent[] = [await child.next('idle')];
+    for (let k = 1; k <= ROUNDS; k++) {
+      await round(port, count);
+      idle.push(await child.next('idle', 30_000));
+    }
+    const report = JSON.stringify(idle);
+    const [start, ...rounds] = idle as [ChildEvent, ...ChildEvent[]];
+    for (const after of rounds) {
+      // Every connection was open at once on the server, and every fd is closed again.
+      expect(numberField(after, 'peak'), report).toBe(count);
+      expect(numberField(after, 'fds'), report).toBe(numberField(start, 'fds'));
+    }
+    // Round 1 warms up what grows once and stays (V8's heap, the maps' capacity, the poller's
+    // result array); the later rounds must end about where it ended.
+    const first = rounds[0] as ChildEvent;
+    const last = rounds[rounds.length - 1] as ChildEvent;
+    const growth = (field: string): number => numberField(last, field) - numberField(first, field);
+    expect(Math.abs(growth('heapUsed')), report).toBeLessThan(HEAP_TOLERANCE_BYTES);
+    expect(Math.abs(growth('external')), report).toBeLessThan(HEAP_TOLERANCE_BYTES);
+    expect(growth('rss'), report).toBeLessThan(RSS_TOLERANCE_BYTES);
 
-      child.endInput();
-      await child.next('done');
-      expect(await child.exited(), child.output()).toBe(0);
-    },
-    ROUNDS_TIMEOUT_MS,
-  );
+    child.endInput();
+    await child.next('done');
+    expect(await child.exited(), child.output()).toBe(0);
+  });
 });
 
 // --- Soak: bench/soak.mjs for a few seconds ----------------------------------------------
