@@ -1,6 +1,12 @@
 {
   # The primary build (npm install runs node-gyp). CMakeLists.txt builds the same sources
   # with the same defines through cmake-js.
+  # ASYNCORE_FORCE_FALLBACKS=1 in the environment builds the POSIX fallbacks of
+  # native/platform.h on Linux too (no eventfd, accept4, pipe2, MSG_NOSIGNAL, epoll, splice),
+  # as .ci/fallbacks does to test them.
+  "variables": {
+    "force_fallbacks%": "<!(node -p \"process.env.ASYNCORE_FORCE_FALLBACKS === '1' ? 1 : 0\")"
+  },
   "targets": [
     {
       "target_name": "asyncore",
@@ -17,7 +23,8 @@
         "native/socket.cc"
       ],
       "conditions": [
-        ["OS=='linux'", { "sources": ["native/backend_epoll.cc"] }]
+        ["OS=='linux' and force_fallbacks==0", { "sources": ["native/backend_epoll.cc"] }],
+        ["force_fallbacks==1", { "defines": ["ASYNCORE_FORCE_FALLBACKS"] }]
       ],
       "dependencies": [
         "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"

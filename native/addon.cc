@@ -17,6 +17,7 @@
 #include <cerrno>
 #include <cstring>
 #include <string>
+#include <unordered_set>
 
 #include "backend.h"
 #include "bridge.h"
@@ -74,8 +75,41 @@ Napi::Number Result(Napi::Env env, int64_t value) {
 
 // --- Sockets ---------------------------------------------------------------------------
 
+// The fds this environment's JavaScript opened through the addon (sockets, accepted sockets,
+// pipes, dups) and has not closed. A worker that ends with sockets open (worker.terminate(),
+// process.exit() inside it) runs no JavaScript again, so nothing would close them: the
+// environment's cleanup hook closes what is left, and a terminated worker leaves no fd and
+// no bound port behind. Used on the environment's own thread only.
+class OpenFds {
+ public:
+  // Registered first in Init, so it runs after the hooks of the thread loops, which join
+  // their polling threads before anything here closes an fd they might still watch.
+  static OpenFds* Create(Napi::Env env) {
+    auto* fds = new OpenFds();
+    env.AddCleanupHook([fds] {
+      for (int fd : fds->fds_) Close(fd);
+      delete fds;
+    });
+    return fds;
+  }
+
+  // A result of a call that may have opened an fd: recorded when it did.
+  int64_t Opened(int64_t fd) {
+    if (fd >= 0) fds_.insert(static_cast<int>(fd));
+    return fd;
+  }
+  void Closed(int fd) { fds_.erase(fd); }
+
+ private:
+  OpenFds() = default;
+  std::unordered_set<int> fds_;
+};
+
+OpenFds* FdsOf(const Napi::CallbackInfo& info) { return static_cast<OpenFds*>(info.Data()); }
+
 Napi::Value JsSocket(const Napi::CallbackInfo& info) {
-  return Result(info.Env(), SocketOpen(IntArg(info, 0, "family"), IntArg(info, 1, "type")));
+  int fd = SocketOpen(IntArg(info, 0, "family"), IntArg(info, 1, "type"));
+  return Result(info.Env(), FdsOf(info)->Opened(fd));
 }
 
 // [fds[0], fds[1]] after a call that filled them, or its -errno.
@@ -90,15 +124,22 @@ Napi::Value FdPairResult(Napi::Env env, int status, const int fds[2]) {
 Napi::Value JsSocketPair(const Napi::CallbackInfo& info) {
   int fds[2] = {-1, -1};
   int status = SocketPair(IntArg(info, 0, "family"), IntArg(info, 1, "type"), fds);
+  if (status == 0) {
+    FdsOf(info)->Opened(fds[0]);
+    FdsOf(info)->Opened(fds[1]);
+  }
   return FdPairResult(info.Env(), status, fds);
 }
 
 Napi::Value JsClose(const Napi::CallbackInfo& info) {
-  return Result(info.Env(), Close(IntArg(info, 0, "fd")));
+  int fd = IntArg(info, 0, "fd");
+  // Forgotten whatever close() says: the fd is released even when it reports an error.
+  FdsOf(info)->Closed(fd);
+  return Result(info.Env(), Close(fd));
 }
 
 Napi::Value JsDup(const Napi::CallbackInfo& info) {
-  return Result(info.Env(), Dup(IntArg(info, 0, "fd")));
+  return Result(info.Env(), FdsOf(info)->Opened(Dup(IntArg(info, 0, "fd"))));
 }
 
 Napi::Value JsSetNonBlocking(const Napi::CallbackInfo& info) {
@@ -120,6 +161,7 @@ Napi::Value JsAccept(const Napi::CallbackInfo& info) {
   SockAddr peer;
   int fd = Accept(IntArg(info, 0, "fd"), &peer);
   if (fd < 0) return Result(info.Env(), fd);
+  FdsOf(info)->Opened(fd);
   Napi::Array pair = Napi::Array::New(info.Env(), 2);
   pair.Set(0u, Napi::Number::New(info.Env(), fd));
   pair.Set(1u, AddressToJs(info.Env(), peer));
@@ -204,6 +246,10 @@ Napi::Value JsWrite(const Napi::CallbackInfo& info) {
 Napi::Value JsPipe(const Napi::CallbackInfo& info) {
   int fds[2] = {-1, -1};
   int status = PipeOpen(fds);
+  if (status == 0) {
+    FdsOf(info)->Opened(fds[0]);
+    FdsOf(info)->Opened(fds[1]);
+  }
   return FdPairResult(info.Env(), status, fds);
 }
 
@@ -229,9 +275,19 @@ Napi::Value NameOf(const Napi::CallbackInfo& info, int (*get)(int, SockAddr*)) {
 Napi::Value JsGetSockName(const Napi::CallbackInfo& info) { return NameOf(info, GetSockName); }
 Napi::Value JsGetPeerName(const Napi::CallbackInfo& info) { return NameOf(info, GetPeerName); }
 
+// setsockopt(fd, level, option, value) -> 0 or -errno. value is a number (an int option)
+// or a Uint8Array whose bytes are the option's raw value (struct linger, struct timeval ...).
 Napi::Value JsSetSockOpt(const Napi::CallbackInfo& info) {
-  return Result(info.Env(), SetSockOptInt(IntArg(info, 0, "fd"), IntArg(info, 1, "level"),
-                                          IntArg(info, 2, "option"), IntArg(info, 3, "value")));
+  int fd = IntArg(info, 0, "fd");
+  int level = IntArg(info, 1, "level");
+  int option = IntArg(info, 2, "option");
+  if (info[3].IsNumber()) {
+    return Result(info.Env(), SetSockOptInt(fd, level, option, IntArg(info, 3, "value")));
+  }
+  uint8_t* data;
+  size_t length;
+  BytesArg(info, 3, &data, &length);
+  return Result(info.Env(), SetSockOptBytes(fd, level, option, data, length));
 }
 
 // getsockopt(fd, level, option) -> [0, value] or [-errno, 0]
@@ -243,6 +299,17 @@ Napi::Value JsGetSockOpt(const Napi::CallbackInfo& info) {
   pair.Set(0u, Napi::Number::New(info.Env(), status));
   pair.Set(1u, Napi::Number::New(info.Env(), value));
   return pair;
+}
+
+// getsockoptInto(fd, level, option, buffer) -> bytes the kernel wrote into buffer, or -errno
+Napi::Value JsGetSockOptInto(const Napi::CallbackInfo& info) {
+  int fd = IntArg(info, 0, "fd");
+  int level = IntArg(info, 1, "level");
+  int option = IntArg(info, 2, "option");
+  uint8_t* data;
+  size_t capacity;
+  BytesArg(info, 3, &data, &capacity);
+  return Result(info.Env(), GetSockOptBytes(fd, level, option, data, capacity));
 }
 
 // resolve(family, type, host, port) -> numeric host string, or
@@ -316,13 +383,36 @@ Napi::Object Constants(Napi::Env env) {
   set("SO_RCVBUF", SO_RCVBUF);
   set("SO_KEEPALIVE", SO_KEEPALIVE);
   set("SO_TYPE", SO_TYPE);
+  set("SO_LINGER", SO_LINGER);
+  set("SO_BROADCAST", SO_BROADCAST);
+  set("SO_RCVLOWAT", SO_RCVLOWAT);
+  set("SO_RCVTIMEO", SO_RCVTIMEO);
+  set("SO_SNDTIMEO", SO_SNDTIMEO);
   set("IPPROTO_TCP", IPPROTO_TCP);
   set("TCP_NODELAY", TCP_NODELAY);
+  set("IPPROTO_IPV6", IPPROTO_IPV6);
+  set("IPV6_V6ONLY", IPV6_V6ONLY);
+  // Only where the platform has them: an absent name is undefined in JavaScript, as an
+  // absent attribute is in Python's socket module.
+#ifdef TCP_KEEPIDLE
+  set("TCP_KEEPIDLE", TCP_KEEPIDLE);
+#elif defined(TCP_KEEPALIVE)
+  // macOS names the idle time before the first probe TCP_KEEPALIVE (libuv does the same).
+  set("TCP_KEEPIDLE", TCP_KEEPALIVE);
+#endif
+#ifdef TCP_KEEPINTVL
+  set("TCP_KEEPINTVL", TCP_KEEPINTVL);
+#endif
+#ifdef TCP_KEEPCNT
+  set("TCP_KEEPCNT", TCP_KEEPCNT);
+#endif
   set("SHUT_RD", SHUT_RD);
   set("SHUT_WR", SHUT_WR);
   set("SHUT_RDWR", SHUT_RDWR);
   set("MSG_PEEK", MSG_PEEK);
   set("MSG_OOB", MSG_OOB);
+  set("MSG_DONTWAIT", MSG_DONTWAIT);
+  set("MSG_WAITALL", MSG_WAITALL);
   set("POLLIN", POLLIN);
   set("POLLPRI", POLLPRI);
   set("POLLOUT", POLLOUT);
@@ -333,18 +423,43 @@ Napi::Object Constants(Napi::Env env) {
   return c;
 }
 
+// getaddrinfo()'s error codes, whose numbers differ between C libraries; the names that a
+// platform lacks are left out.
+Napi::Object GaiCodes(Napi::Env env) {
+  Napi::Object c = Napi::Object::New(env);
+  auto set = [&](const char* name, int value) { c.Set(name, Napi::Number::New(env, value)); };
+  set("EAI_AGAIN", EAI_AGAIN);
+  set("EAI_BADFLAGS", EAI_BADFLAGS);
+  set("EAI_FAIL", EAI_FAIL);
+  set("EAI_FAMILY", EAI_FAMILY);
+  set("EAI_MEMORY", EAI_MEMORY);
+  set("EAI_NONAME", EAI_NONAME);
+  set("EAI_SERVICE", EAI_SERVICE);
+  set("EAI_SOCKTYPE", EAI_SOCKTYPE);
+  set("EAI_SYSTEM", EAI_SYSTEM);
+#ifdef EAI_NODATA
+  set("EAI_NODATA", EAI_NODATA);
+#endif
+#ifdef EAI_ADDRFAMILY
+  set("EAI_ADDRFAMILY", EAI_ADDRFAMILY);
+#endif
+  return c;
+}
+
 }  // namespace
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("constants", Constants(env));
-  exports.Set("socket", Napi::Function::New<JsSocket>(env, "socket"));
-  exports.Set("socketpair", Napi::Function::New<JsSocketPair>(env, "socketpair"));
-  exports.Set("close", Napi::Function::New<JsClose>(env, "close"));
-  exports.Set("dup", Napi::Function::New<JsDup>(env, "dup"));
+  exports.Set("gaiCodes", GaiCodes(env));
+  OpenFds* fds = OpenFds::Create(env);
+  exports.Set("socket", Napi::Function::New<JsSocket>(env, "socket", fds));
+  exports.Set("socketpair", Napi::Function::New<JsSocketPair>(env, "socketpair", fds));
+  exports.Set("close", Napi::Function::New<JsClose>(env, "close", fds));
+  exports.Set("dup", Napi::Function::New<JsDup>(env, "dup", fds));
   exports.Set("setNonBlocking", Napi::Function::New<JsSetNonBlocking>(env, "setNonBlocking"));
   exports.Set("bind", Napi::Function::New<JsBind>(env, "bind"));
   exports.Set("listen", Napi::Function::New<JsListen>(env, "listen"));
-  exports.Set("accept", Napi::Function::New<JsAccept>(env, "accept"));
+  exports.Set("accept", Napi::Function::New<JsAccept>(env, "accept", fds));
   exports.Set("connect", Napi::Function::New<JsConnect>(env, "connect"));
   exports.Set("shutdown", Napi::Function::New<JsShutdown>(env, "shutdown"));
   exports.Set("send", Napi::Function::New<JsSend>(env, "send"));
@@ -353,13 +468,14 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("recvfromInto", Napi::Function::New<JsRecvFromInto>(env, "recvfromInto"));
   exports.Set("readInto", Napi::Function::New<JsReadInto>(env, "readInto"));
   exports.Set("write", Napi::Function::New<JsWrite>(env, "write"));
-  exports.Set("pipe", Napi::Function::New<JsPipe>(env, "pipe"));
+  exports.Set("pipe", Napi::Function::New<JsPipe>(env, "pipe", fds));
   exports.Set("setPipeSize", Napi::Function::New<JsSetPipeSize>(env, "setPipeSize"));
   exports.Set("splice", Napi::Function::New<JsSplice>(env, "splice"));
   exports.Set("getsockname", Napi::Function::New<JsGetSockName>(env, "getsockname"));
   exports.Set("getpeername", Napi::Function::New<JsGetPeerName>(env, "getpeername"));
   exports.Set("setsockopt", Napi::Function::New<JsSetSockOpt>(env, "setsockopt"));
   exports.Set("getsockopt", Napi::Function::New<JsGetSockOpt>(env, "getsockopt"));
+  exports.Set("getsockoptInto", Napi::Function::New<JsGetSockOptInto>(env, "getsockoptInto"));
   exports.Set("resolve", Napi::Function::New<JsResolve>(env, "resolve"));
   exports.Set("signalWakeupFd", Napi::Function::New<JsSignalWakeupFd>(env, "signalWakeupFd"));
   exports.Set("strerror", Napi::Function::New<JsStrerror>(env, "strerror"));

@@ -11,7 +11,7 @@ namespace aco {
 
 const std::vector<BackendInfo>& AvailableBackends() {
   static const std::vector<BackendInfo> kBackends = {
-#if defined(__linux__)
+#if defined(ACO_HAVE_EPOLL)
     {"epoll", CreateEpollBackend},
 #endif
     {"poll", CreatePollBackend},

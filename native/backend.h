@@ -18,6 +18,8 @@
 #include <string>
 #include <vector>
 
+#include "platform.h"
+
 namespace aco {
 
 // One ready fd and what the kernel reported for it.
@@ -76,7 +78,7 @@ bool FdIsOpen(int fd);
 
 std::unique_ptr<Backend> CreateSelectBackend(int* error);
 std::unique_ptr<Backend> CreatePollBackend(int* error);
-#if defined(__linux__)
+#if defined(ACO_HAVE_EPOLL)
 std::unique_ptr<Backend> CreateEpollBackend(int* error);
 #endif
 

@@ -1,11 +1,12 @@
 #include "reactor.h"
 
 #include <poll.h>
-#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <cerrno>
+
+#include "socket.h"
 
 namespace aco {
 
@@ -18,6 +19,7 @@ std::unique_ptr<Reactor> Reactor::Create(const std::string& name, int* error) {
 Reactor::Reactor(std::unique_ptr<Backend> backend) : backend_(std::move(backend)) {}
 
 Reactor::~Reactor() {
+  if (wake_write_fd_ >= 0 && wake_write_fd_ != wake_fd_) ::close(wake_write_fd_);
   if (wake_fd_ >= 0) ::close(wake_fd_);
 }
 
@@ -77,14 +79,18 @@ int BytesReadable(int fd) {
 int Reactor::EnableWakeups(int* fd) {
   *fd = wake_fd_;
   if (wake_fd_ >= 0) return 0;
-  *fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (*fd < 0) return -errno;
-  int status = SetInterest(*fd, POLLIN);
+  int fds[2] = {-1, -1};
+  int status = WakeupOpen(fds);
+  if (status < 0) return status;
+  *fd = fds[0];
+  status = SetInterest(fds[0], POLLIN);
   if (status < 0) {
-    ::close(*fd);
+    if (fds[1] != fds[0]) ::close(fds[1]);
+    ::close(fds[0]);
     return status;
   }
-  wake_fd_ = *fd;
+  wake_fd_ = fds[0];
+  wake_write_fd_ = fds[1];
   return 0;
 }
 
@@ -95,7 +101,7 @@ void Reactor::Wake() {
   uint64_t one = 1;
   ssize_t written;
   do {
-    written = ::write(wake_fd_, &one, sizeof(one));
+    written = ::write(wake_write_fd_, &one, sizeof(one));
   } while (written < 0 && errno == EINTR);
 }
 

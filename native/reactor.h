@@ -48,8 +48,9 @@ class Reactor {
   int Poll(int64_t timeout_ms, bool* woken);
   const std::vector<ReadyEvent>& ready() const { return ready_; }
 
-  // Creates the wake-up fd (eventfd) and watches it. Needed only when another thread
-  // will call Wake(). Returns 0 or -errno; *fd is the eventfd it tried (for messages:
+  // Creates the wake-up fd (an eventfd, or a pipe where eventfd is missing: WakeupOpen) and
+  // watches it. Needed only when another thread will call Wake(). Returns 0 or -errno; *fd
+  // is the fd it tried to watch (for messages:
   // select refuses one >= FD_SETSIZE with -ERANGE).
   int EnableWakeups(int* fd);
 
@@ -64,7 +65,8 @@ class Reactor {
   std::unique_ptr<Backend> backend_;
   std::vector<uint8_t> interest_;  // fd -> mask the backend holds now
   std::vector<ReadyEvent> ready_;  // the last Poll's results
-  int wake_fd_ = -1;
+  int wake_fd_ = -1;               // watched: the eventfd, or the read end of the pipe
+  int wake_write_fd_ = -1;         // written by Wake(): the same eventfd, or the pipe's write end
   std::atomic<bool> wake_pending_{false};
 };
 

@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <mutex>
 
+#include "socket.h"
+
 namespace aco {
 namespace {
 
@@ -41,7 +43,10 @@ void OnSignal(int signo, siginfo_t* info, void* context) {
 int SignalWakeupFd(int signo) {
   if (signo <= 0 || signo >= NSIG) return -EINVAL;
   std::lock_guard<std::mutex> lock(g_install_mutex);
-  if (g_pipe[0] < 0 && ::pipe2(g_pipe, O_NONBLOCK | O_CLOEXEC) < 0) return -errno;
+  if (g_pipe[0] < 0) {
+    int status = PipeOpen(g_pipe);
+    if (status < 0) return status;
+  }
   struct sigaction current {};
   if (::sigaction(signo, nullptr, &current) < 0) return -errno;
   if ((current.sa_flags & SA_SIGINFO) != 0 && current.sa_sigaction == OnSignal) return g_pipe[0];

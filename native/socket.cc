@@ -9,6 +9,11 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "platform.h"
+#ifdef ACO_HAVE_EVENTFD
+#include <sys/eventfd.h>
+#endif
+
 #include <cerrno>
 #include <cstring>
 
@@ -25,15 +30,72 @@ auto RetryOnEintr(Call call) -> decltype(call()) {
   return result < 0 ? -errno : result;
 }
 
+int SetCloseOnExec(int fd) {
+  int flags = ::fcntl(fd, F_GETFD);
+  if (flags < 0) return -errno;
+  if ((flags & FD_CLOEXEC) == 0 && ::fcntl(fd, F_SETFD, flags | FD_CLOEXEC) < 0) return -errno;
+  return 0;
+}
+
+// What every new fd gets where the creating call could not ask for it: non-blocking and
+// close-on-exec (there is a window before fcntl in which a concurrent fork+exec inherits
+// the fd: the price of the fallback, as in libuv).
+int MakeNonBlockingCloseOnExec(int fd) {
+  int status = SetCloseOnExec(fd);
+  return status < 0 ? status : SetNonBlocking(fd, true);
+}
+
+// The per-socket half of "no SIGPIPE" where send() has no MSG_NOSIGNAL.
+int SuppressSigpipe(int fd) {
+#if !defined(ACO_HAVE_MSG_NOSIGNAL) && defined(ACO_HAVE_SO_NOSIGPIPE)
+  int on = 1;
+  if (::setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &on, sizeof(on)) < 0) return -errno;
+#else
+  (void)fd;
+#endif
+  return 0;
+}
+
+// Finishes a socket fd that a call has just created: the fallbacks above where the call
+// could not apply them itself. On failure the fd is closed and -errno returned.
+int FinishSocket(int fd, bool flags_applied) {
+  int status = flags_applied ? 0 : MakeNonBlockingCloseOnExec(fd);
+  if (status == 0) status = SuppressSigpipe(fd);
+  if (status < 0) {
+    ::close(fd);
+    return status;
+  }
+  return fd;
+}
+
+#ifdef ACO_HAVE_SOCK_FLAGS
+constexpr int kNewSocketFlags = SOCK_NONBLOCK | SOCK_CLOEXEC;
+constexpr bool kSocketFlagsApplied = true;
+#else
+constexpr int kNewSocketFlags = 0;
+constexpr bool kSocketFlagsApplied = false;
+#endif
+
 }  // namespace
 
 int SocketOpen(int family, int type) {
-  int fd = ::socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  return fd < 0 ? -errno : fd;
+  int fd = ::socket(family, type | kNewSocketFlags, 0);
+  return fd < 0 ? -errno : FinishSocket(fd, kSocketFlagsApplied);
 }
 
 int SocketPair(int family, int type, int fds[2]) {
-  return ::socketpair(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) < 0 ? -errno : 0;
+  if (::socketpair(family, type | kNewSocketFlags, 0, fds) < 0) return -errno;
+  int status = FinishSocket(fds[0], kSocketFlagsApplied);
+  if (status < 0) {
+    ::close(fds[1]);
+    return status;
+  }
+  status = FinishSocket(fds[1], kSocketFlagsApplied);
+  if (status < 0) {
+    ::close(fds[0]);
+    return status;
+  }
+  return 0;
 }
 
 int Close(int fd) {
@@ -64,8 +126,15 @@ int Listen(int fd, int backlog) { return ::listen(fd, backlog) < 0 ? -errno : 0;
 
 int Accept(int fd, SockAddr* peer) {
   peer->length = sizeof(peer->storage);
-  return RetryOnEintr(
+#ifdef ACO_HAVE_ACCEPT4
+  int accepted = RetryOnEintr(
       [&] { return ::accept4(fd, peer->raw(), &peer->length, SOCK_NONBLOCK | SOCK_CLOEXEC); });
+  return accepted < 0 ? accepted : FinishSocket(accepted, true);
+#else
+  // An accepted socket does not reliably inherit O_NONBLOCK (Linux never, the BSDs do).
+  int accepted = RetryOnEintr([&] { return ::accept(fd, peer->raw(), &peer->length); });
+  return accepted < 0 ? accepted : FinishSocket(accepted, false);
+#endif
 }
 
 int Connect(int fd, const SockAddr& addr) {
@@ -77,7 +146,7 @@ int Connect(int fd, const SockAddr& addr) {
 int Shutdown(int fd, int how) { return ::shutdown(fd, how) < 0 ? -errno : 0; }
 
 ssize_t Send(int fd, const void* data, size_t length, int flags) {
-  return RetryOnEintr([&] { return ::send(fd, data, length, flags | MSG_NOSIGNAL); });
+  return RetryOnEintr([&] { return ::send(fd, data, length, flags | ACO_SEND_FLAGS); });
 }
 
 ssize_t Recv(int fd, void* buffer, size_t length, int flags) {
@@ -86,7 +155,7 @@ ssize_t Recv(int fd, void* buffer, size_t length, int flags) {
 
 ssize_t SendTo(int fd, const void* data, size_t length, int flags, const SockAddr& to) {
   return RetryOnEintr(
-      [&] { return ::sendto(fd, data, length, flags | MSG_NOSIGNAL, to.raw(), to.length); });
+      [&] { return ::sendto(fd, data, length, flags | ACO_SEND_FLAGS, to.raw(), to.length); });
 }
 
 ssize_t RecvFrom(int fd, void* buffer, size_t length, int flags, SockAddr* from) {
@@ -104,19 +173,31 @@ ssize_t Write(int fd, const void* data, size_t length) {
 }
 
 int PipeOpen(int fds[2]) {
-#ifdef __linux__
+#ifdef ACO_HAVE_PIPE2
   return ::pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0 ? -errno : 0;
 #else
   if (::pipe(fds) < 0) return -errno;
   for (int i = 0; i < 2; i++) {
-    if (::fcntl(fds[i], F_SETFD, FD_CLOEXEC) < 0 || SetNonBlocking(fds[i], true) < 0) {
-      int err = errno;
+    int status = MakeNonBlockingCloseOnExec(fds[i]);
+    if (status < 0) {
       ::close(fds[0]);
       ::close(fds[1]);
-      return -err;
+      return status;
     }
   }
   return 0;
+#endif
+}
+
+int WakeupOpen(int fds[2]) {
+#ifdef ACO_HAVE_EVENTFD
+  int fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (fd < 0) return -errno;
+  fds[0] = fd;
+  fds[1] = fd;
+  return 0;
+#else
+  return PipeOpen(fds);
 #endif
 }
 
@@ -136,7 +217,7 @@ int SetPipeSize(int fd, int bytes) {
 }
 
 ssize_t Splice(int fd_in, int fd_out, size_t length) {
-#ifdef __linux__
+#ifdef ACO_HAVE_SPLICE
   // SPLICE_F_MOVE lets the kernel hand pages over instead of copying where it can;
   // SPLICE_F_NONBLOCK keeps the pipe end from blocking (the socket is non-blocking already).
   return RetryOnEintr([&] {
@@ -168,6 +249,16 @@ int GetSockOptInt(int fd, int level, int option, int* value) {
   *value = 0;
   socklen_t length = sizeof(*value);
   return ::getsockopt(fd, level, option, value, &length) < 0 ? -errno : 0;
+}
+
+int SetSockOptBytes(int fd, int level, int option, const void* value, size_t length) {
+  return ::setsockopt(fd, level, option, value, static_cast<socklen_t>(length)) < 0 ? -errno : 0;
+}
+
+int GetSockOptBytes(int fd, int level, int option, void* buffer, size_t capacity) {
+  auto length = static_cast<socklen_t>(capacity);
+  if (::getsockopt(fd, level, option, buffer, &length) < 0) return -errno;
+  return static_cast<int>(length < capacity ? length : capacity);
 }
 
 int MakeInetAddress(int family, const std::string& host, int port, SockAddr* out) {

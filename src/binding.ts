@@ -58,13 +58,26 @@ export interface NativeConstants {
   SO_RCVBUF: number;
   SO_KEEPALIVE: number;
   SO_TYPE: number;
+  SO_LINGER: number;
+  SO_BROADCAST: number;
+  SO_RCVLOWAT: number;
+  SO_RCVTIMEO: number;
+  SO_SNDTIMEO: number;
   IPPROTO_TCP: number;
   TCP_NODELAY: number;
+  IPPROTO_IPV6: number;
+  IPV6_V6ONLY: number;
+  // The keepalive trio exists on Linux, macOS (TCP_KEEPIDLE is its TCP_KEEPALIVE) and FreeBSD.
+  TCP_KEEPIDLE: number;
+  TCP_KEEPINTVL: number;
+  TCP_KEEPCNT: number;
   SHUT_RD: number;
   SHUT_WR: number;
   SHUT_RDWR: number;
   MSG_PEEK: number;
   MSG_OOB: number;
+  MSG_DONTWAIT: number;
+  MSG_WAITALL: number;
   POLLIN: number;
   POLLPRI: number;
   POLLOUT: number;
@@ -74,8 +87,12 @@ export interface NativeConstants {
   FD_SETSIZE: number;
 }
 
+/** getaddrinfo()'s error codes as this C library numbers them (EAI_NODATA and EAI_ADDRFAMILY may be absent). */
+export type NativeGaiCodes = Readonly<Record<string, number>>;
+
 export interface NativeBinding {
   constants: NativeConstants;
+  gaiCodes: NativeGaiCodes;
   socket(family: number, type: number): number;
   socketpair(family: number, type: number): [number, number] | number;
   close(fd: number): number;
@@ -101,8 +118,11 @@ export interface NativeBinding {
   splice(fdIn: number, fdOut: number, length: number): number;
   getsockname(fd: number): Address | number;
   getpeername(fd: number): Address | number;
-  setsockopt(fd: number, level: number, option: number, value: number): number;
+  /** An int option from a number, or the option's raw bytes from a Uint8Array. */
+  setsockopt(fd: number, level: number, option: number, value: number | Uint8Array): number;
   getsockopt(fd: number, level: number, option: number): [number, number];
+  /** The option's raw bytes into buffer: how many the kernel wrote, or -errno. */
+  getsockoptInto(fd: number, level: number, option: number, buffer: Uint8Array): number;
   resolve(family: number, type: number, host: string, port: number): string | ResolveFailure;
   strerror(errno: number): string;
   /** Routes a signal to a wake-up pipe as well (Python's set_wakeup_fd); its read end or -errno. */

@@ -35,6 +35,13 @@ export class ExitNow extends Error {
   }
 }
 
+/**
+ * The platform's errno numbers that the package itself raises or compares, named: the one place
+ * they come from (Node's `os.constants.errno`, the C library's own values), so no other module
+ * writes an errno as a literal.
+ */
+export const { EAGAIN, EBADF, EINVAL, ENOSYS, EPIPE, ERANGE } = constants.errno;
+
 // errno number -> name, from the platform's own table. Where two names share a number
 // (EAGAIN/EWOULDBLOCK) the first listed wins, which is the POSIX one.
 const errnoNames = new Map<number, string>();

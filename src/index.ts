@@ -39,7 +39,7 @@
  * @packageDocumentation
  */
 export type { Address } from './binding.js';
-// AF_*, SOCK_*, SOL_SOCKET, SO_*, IPPROTO_TCP, TCP_NODELAY, SHUT_*, POLL* and FD_SETSIZE.
+// AF_*, SOCK_*, SOL_SOCKET, SO_*, IPPROTO_*, TCP_*, IPV6_V6ONLY, SHUT_*, MSG_*, POLL* and FD_SETSIZE.
 export * from './constants.js';
 export { SocketError, ExitNow, compactTraceback, type CompactTraceback } from './errors.js';
 export { Socket, socketpair } from './socket.js';

@@ -20,11 +20,10 @@ import { schedulerOf } from './timers.js';
 import { type MapWatcher, unwatch, watch } from './watchers.js';
 
 /**
- * A readiness backend for {@link LoopOptions.backend}: `'select'`, `'poll'`, `'epoll'` (Linux),
- * `'kqueue'` (named by the contract but not built yet: asking for it throws), or `'auto'`, the most
- * scalable one compiled in (see {@link availableBackends}).
+ * A readiness backend for {@link LoopOptions.backend}: `'select'`, `'poll'`, `'epoll'` (Linux), or
+ * `'auto'`, the most scalable one compiled in (see {@link availableBackends}).
  */
-export type BackendName = 'select' | 'poll' | 'epoll' | 'kqueue' | 'auto';
+export type BackendName = 'select' | 'poll' | 'epoll' | 'auto';
 
 /** One record per iteration: what was asked of the kernel, what it answered, and how long it took. */
 export interface IterationTrace {

@@ -5,28 +5,27 @@ import { isIP } from 'node:net';
 
 import { type Address, native } from './binding.js';
 import { AF_INET, AF_INET6, AF_UNIX, SOCK_STREAM } from './constants.js';
-import { SocketError, check, errnoError } from './errors.js';
+import { EBADF, SocketError, check, errnoError } from './errors.js';
 import { type FdClaim, claimFd, releaseFd } from './finalize.js';
 
 export type { Address } from './binding.js';
 
-const EBADF = 9;
-
 // Set while Socket.#adopt builds an instance around an fd that already exists.
 let adoptedFd: number | null = null;
 
-// glibc's getaddrinfo() codes, by the names Node uses for them.
-const GAI_CODES: ReadonlyMap<number, string> = new Map([
-  [-2, 'ENOTFOUND'], // EAI_NONAME
-  [-5, 'ENOTFOUND'], // EAI_NODATA
-  [-3, 'EAI_AGAIN'],
-  [-4, 'EAI_FAIL'],
-  [-6, 'EAI_FAMILY'],
-  [-8, 'EAI_SERVICE'],
-  [-9, 'EAI_ADDRFAMILY'],
-  [-10, 'EAI_MEMORY'],
-  [-11, 'EAI_SYSTEM'],
-]);
+// getaddrinfo()'s codes (numbered by the C library, read from the addon) by the names Node
+// uses for them: a name that does not resolve is ENOTFOUND.
+const GAI_CODES: ReadonlyMap<number, string> = new Map(
+  Object.entries(native.gaiCodes).map(([name, number]) => [
+    number,
+    name === 'EAI_NONAME' || name === 'EAI_NODATA' ? 'ENOTFOUND' : name,
+  ]),
+);
+
+// Python's limit for getsockopt(level, option, buflen).
+const MAX_OPTION_BYTES = 1024;
+const INT32_MIN = -0x80000000;
+const INT32_MAX = 0x7fffffff;
 
 // One receive buffer shared by every socket: recv() reads into it and copies out only the
 // bytes that arrived, so a recv(65536) that gets 64 bytes costs 64 bytes of memory.
@@ -242,14 +241,20 @@ export class Socket {
   recvInto(buffer: Uint8Array, n: number = buffer.length, flags = 0): number {
     const fd = this.#open('recv');
     if (!(buffer instanceof Uint8Array)) throw new TypeError('buffer must be a Uint8Array');
-    return check(native.recvInto(fd, buffer, Math.min(checkSize(n, 'recv size'), buffer.length), flags), 'recv');
+    const size = Math.min(checkSize(n, 'recv size'), buffer.length);
+    return check(native.recvInto(fd, buffer, size, checkInt(flags, 'flags')), 'recv');
   }
 
-  /** Sends one datagram to `address` (SOCK_DGRAM); returns the bytes sent. */
-  sendto(data: Uint8Array | string, address: Address): number {
+  /**
+   * Sends one datagram to `address` (SOCK_DGRAM); returns the bytes sent. `flags` are `MSG_*` values, as
+   * for {@link Socket.send} (Python's `sendto(data, flags, address)`, with the flags last).
+   */
+  sendto(data: Uint8Array | string, address: Address, flags = 0): number {
     const fd = this.#open('sendto');
+    const bytes = toBytes(data);
+    const how = checkInt(flags, 'flags');
     const target = this.#resolve(address);
-    return check(native.sendto(fd, toBytes(data), 0, target), 'sendto', formatAddress(target));
+    return check(native.sendto(fd, bytes, how, target), 'sendto', formatAddress(target));
   }
 
   /**
@@ -296,21 +301,40 @@ export class Socket {
   }
 
   /**
-   * Sets an integer option, e.g. `setsockopt(IPPROTO_TCP, TCP_NODELAY, 1)`; `true` and `false` mean 1
-   * and 0.
+   * Sets an option, as Python's `setsockopt`: a number for an integer option, e.g.
+   * `setsockopt(IPPROTO_TCP, TCP_NODELAY, 1)` (`true` and `false` mean 1 and 0), or the option's raw
+   * bytes for a struct-valued one, e.g. `SO_LINGER` as a `struct linger`.
    */
-  setsockopt(level: number, option: number, value: number | boolean): void {
+  setsockopt(level: number, option: number, value: number | boolean | Uint8Array): void {
     const fd = this.#open('setsockopt');
-    const numeric = typeof value === 'boolean' ? Number(value) : checkInt(value, 'value');
-    check(native.setsockopt(fd, checkInt(level, 'level'), checkInt(option, 'option'), numeric), 'setsockopt');
+    checkInt(level, 'level');
+    checkInt(option, 'option');
+    check(native.setsockopt(fd, level, option, optionValue(value)), 'setsockopt');
   }
 
-  /** Reads an integer option, e.g. `getsockopt(SOL_SOCKET, SO_ERROR)`. */
-  getsockopt(level: number, option: number): number {
+  /**
+   * Reads an option, as Python's `getsockopt`: without `buflen` an integer option, e.g.
+   * `getsockopt(SOL_SOCKET, SO_ERROR)`; with `buflen` (1 to 1024) a Buffer of the option's raw bytes,
+   * at most `buflen` of them, for a struct-valued option such as `SO_LINGER`.
+   */
+  getsockopt(level: number, option: number): number;
+  getsockopt(level: number, option: number, buflen: number): Buffer;
+  getsockopt(level: number, option: number, buflen?: number): number | Buffer {
     const fd = this.#open('getsockopt');
-    const [status, value] = native.getsockopt(fd, checkInt(level, 'level'), checkInt(option, 'option'));
-    check(status, 'getsockopt');
-    return value;
+    checkInt(level, 'level');
+    checkInt(option, 'option');
+    if (buflen === undefined) {
+      const [status, value] = native.getsockopt(fd, level, option);
+      check(status, 'getsockopt');
+      return value;
+    }
+    const size = checkInt(buflen, 'buflen');
+    if (size < 1 || size > MAX_OPTION_BYTES) {
+      throw new RangeError(`buflen must be 1-${MAX_OPTION_BYTES} (got ${size})`);
+    }
+    const buffer = Buffer.alloc(size);
+    const got = check(native.getsockoptInto(fd, level, option, buffer), 'getsockopt');
+    return buffer.subarray(0, got);
   }
 
   /** `<Socket fd=7 family=2 type=1>`, for logs. */
@@ -322,6 +346,17 @@ export class Socket {
   #resolve(address: Address): Address {
     return resolveAddress(this.family, this.type, address);
   }
+}
+
+/** A setsockopt() value as the addon takes it: an int32, or raw bytes. */
+function optionValue(value: unknown): number | Uint8Array {
+  if (typeof value === 'boolean') return Number(value);
+  if (value instanceof Uint8Array) return value;
+  const number = checkInt(value, 'value');
+  if (number < INT32_MIN || number > INT32_MAX) {
+    throw new RangeError(`value must fit a C int (got ${number}); pass bytes for a wider option`);
+  }
+  return number;
 }
 
 /** Checks an address for a family and resolves its host to a numeric one (getaddrinfo). */
@@ -346,11 +381,13 @@ export function resolveAddress(family: number, type: number, address: Address): 
   if ((literal === 4 && family === AF_INET) || (literal === 6 && family === AF_INET6)) return [host, port];
   const resolved = native.resolve(family, type, host, port);
   if (typeof resolved !== 'string') {
-    const code = GAI_CODES.get(resolved.gaiCode) ?? `EAI_${-resolved.gaiCode}`;
+    // glibc numbers its codes below 0, the BSDs and macOS above: errno carries the magnitude.
+    const magnitude = Math.abs(resolved.gaiCode);
+    const code = GAI_CODES.get(resolved.gaiCode) ?? `EAI_${magnitude}`;
     throw new SocketError(
       `getaddrinfo ${code} ${host}: ${resolved.message}`,
       code,
-      resolved.errno !== 0 ? resolved.errno : -resolved.gaiCode,
+      resolved.errno !== 0 ? resolved.errno : magnitude,
       'getaddrinfo',
     );
   }

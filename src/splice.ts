@@ -3,13 +3,11 @@
 // A forwarder that recv()s into a buffer and send()s from it copies every byte out of the
 // kernel and back in. splice(2) moves bytes from a socket into a kernel pipe, and from the
 // pipe into another socket: the kernel hands pages over, and the bytes never reach user
-// space. Linux has it; elsewhere `SplicePipe.supported` is false and callers copy instead.
+// space. Linux has it; elsewhere, and in a build with the portable fallbacks forced
+// (native/platform.h), `SplicePipe.supported` is false and callers copy instead.
 import { native } from './binding.js';
-import { check, errnoError } from './errors.js';
+import { EBADF, ENOSYS, check, errnoError } from './errors.js';
 import type { Socket } from './socket.js';
-
-const EBADF = 9;
-const ENOSYS = 38;
 
 let probed: boolean | undefined;
 
@@ -33,7 +31,10 @@ export class SplicePipe {
   #writeFd: number;
   #pending = 0;
 
-  /** Whether this platform can splice (Linux). Asked of the kernel once. */
+  /**
+   * Whether this build can splice: on Linux, unless it was built with the portable fallbacks forced
+   * (`ASYNCORE_FORCE_FALLBACKS`). Asked of the addon once.
+   */
   static get supported(): boolean {
     if (probed === undefined) {
       const fds = native.pipe();

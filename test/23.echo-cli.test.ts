@@ -5,7 +5,7 @@ import { join } from 'node:path';
 
 import { afterEach, describe, expect, it } from 'vitest';
 
-import { BACKENDS, DIST, MODES, run, startCli, waitExit } from './helpers.js';
+import { BACKENDS, BEST_BACKEND, DIST, MODES, run, startCli, waitExit } from './helpers.js';
 
 const ECHO = join(DIST, 'cli', 'echo.js');
 
@@ -73,7 +73,7 @@ describe.each(BACKENDS.flatMap((backend) => MODES.map((mode) => ({ backend, mode
 
 describe('asyncore-echo', () => {
   it('serves several clients at once and stops on SIGTERM too', async () => {
-    const { child, host, port } = await startEcho(['--backend', 'epoll']);
+    const { child, host, port } = await startEcho(['--backend', BEST_BACKEND]);
     const clients = await Promise.all([1, 2, 3].map((i) => pythonClient(host, port, i * 100_000)));
     for (const client of clients) expect(client.code).toBe(0);
     child.kill('SIGTERM');

@@ -6,10 +6,12 @@ import { join } from 'node:path';
 
 import { beforeAll, describe, expect, it } from 'vitest';
 
-import { DIST, ROOT, run } from './helpers.js';
+import { BACKENDS, DIST, ROOT, run } from './helpers.js';
 
 const FD_SETSIZE = 1024;
 const SCRIPT = join(ROOT, 'test', 'fixtures', 'h1-fd-setsize.mjs');
+/** The backends that must serve fds above the limit: poll, and epoll where it is built. */
+const UNLIMITED = (['poll', 'epoll'] as const).filter((name) => BACKENDS.includes(name));
 
 type Outcome = string | { name: string; message: string };
 
@@ -26,7 +28,7 @@ interface Report {
   lowFds: number[];
   select: Record<'sync' | 'thread' | 'threadWithoutLowFds', SelectCase>;
   poll: Record<'sync' | 'thread', Outcome>;
-  epoll: Record<'sync' | 'thread', Outcome>;
+  epoll: Partial<Record<'sync' | 'thread', Outcome>>;
   selectBelowLimit: Record<'sync' | 'thread', Outcome>;
 }
 
@@ -62,7 +64,7 @@ beforeAll(async () => {
 describe('with fds above FD_SETSIZE', () => {
   it('the dispatchers under test really got fds >= 1024 (and low ones once fds were freed)', () => {
     // 3 select servers, then a server and a client for each of poll/epoll x sync/thread.
-    expect(report.fds, childOutput).toHaveLength(11);
+    expect(report.fds, childOutput).toHaveLength(3 + 2 * 2 * UNLIMITED.length);
     for (const fd of report.fds) expect(fd).toBeGreaterThanOrEqual(FD_SETSIZE);
     for (const fd of report.lowFds) expect(fd).toBeLessThan(FD_SETSIZE);
   });
@@ -82,8 +84,8 @@ describe('with fds above FD_SETSIZE', () => {
   });
 
   it.each(['sync', 'thread'] as const)('poll and epoll serve such an fd: an echo round trip (%s)', (mode) => {
-    expect(report.poll[mode], childOutput).toBe('ping');
-    expect(report.epoll[mode], childOutput).toBe('ping');
+    expect(UNLIMITED).toContain('poll');
+    for (const backend of UNLIMITED) expect(report[backend][mode], `${backend}: ${childOutput}`).toBe('ping');
   });
 
   it.each(['sync', 'thread'] as const)('select works on in the same process once fds are low again (%s)', (mode) => {

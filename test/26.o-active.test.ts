@@ -16,7 +16,7 @@ import {
 import { afterEach, describe, expect, it, vi } from 'vitest';
 
 import { declareBuiltInPredicates } from '../src/dispatcher.js';
-import { BACKENDS, MODES, type Mode } from './helpers.js';
+import { BACKENDS, BEST_BACKEND, MODES, type Mode } from './helpers.js';
 
 const IDLE_PAIRS = 5000; // 10,000 idle dispatchers
 
@@ -82,7 +82,7 @@ describe('O(active) iterations', () => {
       let counted = 0;
       await runLoop(mode, {
         map,
-        backend: 'epoll',
+        backend: BEST_BACKEND,
         count: 200,
         timeout: 5,
         trace: (it) => {
@@ -129,7 +129,7 @@ describe('O(active) iterations', () => {
       let asked = 0;
       await runLoop(mode, {
         map,
-        backend: 'epoll',
+        backend: BEST_BACKEND,
         count: 50,
         timeout: 5,
         trace: (it) => {
@@ -175,7 +175,7 @@ describe('O(active) iterations', () => {
       try {
         await runLoop(mode, {
           map,
-          backend: 'epoll',
+          backend: BEST_BACKEND,
           timeout: 5,
           count: 5 * CLIENTS,
           trace: (it) => {

@@ -19,7 +19,7 @@ import { join } from 'node:path';
 
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
-import { DIST, type Mode, MODES, run, startCli, waitExit } from './helpers.js';
+import { BEST_BACKEND, DIST, type Mode, MODES, run, startCli, waitExit } from './helpers.js';
 
 const sha256 = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
 
@@ -67,7 +67,7 @@ function rawExchange(port: number, request: string | Buffer): Promise<string> {
 
 const statusOf = (response: string): number => Number(/^HTTP\/1\.1 (\d{3}) /.exec(response)?.[1] ?? 0);
 
-describe.each(MODES.map((mode) => ({ mode, backend: mode === 'sync' ? 'select' : 'epoll' })))(
+describe.each(MODES.map((mode) => ({ mode, backend: mode === 'sync' ? 'select' : BEST_BACKEND })))(
   'asyncore-http --mode $mode --backend $backend',
   ({ mode, backend }) => {
     let server: { child: ChildProcess; port: number };

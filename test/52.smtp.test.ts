@@ -11,7 +11,7 @@ import { type SocketMap, closeAll, loop, loopSync } from 'asyncore';
 import { afterEach, describe, expect, it } from 'vitest';
 
 import { startSmtpSink } from '../examples/smtp-sink.js';
-import { ROOT, run, waitExit } from './helpers.js';
+import { BEST_BACKEND, ROOT, run, waitExit } from './helpers.js';
 
 // The messages, as Python builds them; they end with CRLF, so each file must equal its message.
 const MESSAGES_PY = String.raw`
@@ -83,7 +83,7 @@ describe('the SMTP sink example with smtplib', () => {
   it('stores three messages, dot-unstuffed, under loop()', async () => {
     const dir = outputDir();
     const sink = startSmtpSink({ dir, port: 0, map });
-    const running = loop({ map, backend: 'epoll', timeout: 30 });
+    const running = loop({ map, backend: BEST_BACKEND, timeout: 30 });
     const client = await run('python3', ['-c', CLIENT_PY, String(sink.address[1])]);
     expect(client.stderr).toBe('');
     expect(client.code).toBe(0);

@@ -7,7 +7,7 @@ import { type Socket as NetSocket, connect } from 'node:net';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { MODES, startCli, waitExit } from './helpers.js';
+import { BEST_BACKEND, MODES, startCli, waitExit } from './helpers.js';
 
 interface Reply {
   status: number;
@@ -107,7 +107,7 @@ describe.each(MODES)('asyncore-http hello page (--mode %s)', (mode) => {
   const clients: RawClient[] = [];
 
   beforeAll(async () => {
-    server = await startCli('http', ['--port', '0', '--quiet', '--mode', mode, '--backend', 'epoll']);
+    server = await startCli('http', ['--port', '0', '--quiet', '--mode', mode, '--backend', BEST_BACKEND]);
   });
 
   afterAll(async () => {

@@ -14,6 +14,12 @@ export const DIST = join(ROOT, 'dist');
 /** Every backend compiled in here ('select', 'poll', 'epoll' on Linux). */
 export const BACKENDS = availableBackends() as ('select' | 'poll' | 'epoll')[];
 
+/**
+ * The most scalable backend compiled in: 'epoll' on Linux, 'poll' in a build without it (the
+ * portable fallbacks forced, or a platform without epoll).
+ */
+export const BEST_BACKEND = BACKENDS[0] ?? 'poll';
+
 /** Both loops: loopSync on this thread and loop() on the native thread. */
 export const MODES = ['sync', 'thread'] as const;
 export type Mode = (typeof MODES)[number];
