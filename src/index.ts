@@ -63,3 +63,14 @@ export {
 } from './loop.js';
 export { callLater, ScheduledCall } from './timers.js';
 export { AsyncChat, SimpleProducer, findPrefixAtEnd, type Producer, type Terminator } from './asynchat.js';
+export {
+  serveWorkers,
+  workerContext,
+  inWorkerPool,
+  WorkerPool,
+  type WorkerPoolOptions,
+  type WorkerContext,
+  type WorkerContextOptions,
+  type WorkerState,
+  type WorkerStats,
+} from './workers.js';
