@@ -1,7 +1,10 @@
 #!/usr/bin/env node
 // asyncore-echo: the classic asyncore echo server (EchoHandler + EchoServer) as a tool.
 //
-//   asyncore-echo [--host 127.0.0.1] [--port 8080] [--backend auto] [--mode sync] [--trace]
+//   asyncore-echo [--host 127.0.0.1] [--port 8080] [--backend auto] [--mode sync] [--trace] [--workers 1]
+//
+// With --workers N it runs N loops in N worker threads, each with its own listener on the port
+// (SO_REUSEPORT), and prints each worker's connection count when it stops.
 //
 // It prints one line when it listens ("listening on HOST:PORT ...") and stops cleanly on
 // SIGINT or SIGTERM. Each connection holds at most about 1 MiB of unsent echo (it stops
@@ -21,11 +24,15 @@ import {
   POLLNVAL,
   POLLOUT,
   POLLPRI,
+  SOL_SOCKET,
+  SO_REUSEPORT,
   Socket,
   TCP_NODELAY,
   declareBuiltInPredicates,
+  inWorkerPool,
 } from '../index.js';
 import { Cli, LOOP_FLAGS } from './common.js';
+import { type PoolData, WORKERS_FLAG, parseWorkers, poolWorker, runPoolWorker, servePool } from './pool.js';
 
 const USAGE = `usage: asyncore-echo [options]
 
@@ -35,6 +42,8 @@ const USAGE = `usage: asyncore-echo [options]
   --mode MODE       sync (loopSync on this thread) | thread (loop() on a native thread)
                     (default sync)
   --trace           print every loop iteration to stderr
+  --workers N       run N loops in N worker threads, each with its own listener on the
+                    port (SO_REUSEPORT) (default 1)
   -h, --help        show this help`;
 
 // Echo stops reading a connection whose reply queue passes PAUSE_ABOVE bytes (a peer that
@@ -98,10 +107,15 @@ class EchoHandler extends DispatcherWithSend {
 declareBuiltInPredicates(EchoHandler.prototype);
 
 class EchoServer extends Dispatcher {
-  constructor(host: string, port: number) {
+  /** Called for every accepted connection (a pool worker counts them). */
+  onAccepted: (() => void) | null = null;
+
+  constructor(host: string, port: number, reusePort = false) {
     super();
     this.createSocket(host.includes(':') ? AF_INET6 : AF_INET);
     this.setReuseAddr();
+    // One listener per worker on the same port: the kernel spreads connections over them.
+    if (reusePort && this.socket instanceof Socket) this.socket.setsockopt(SOL_SOCKET, SO_REUSEPORT, 1);
     this.bind([host, port]);
     this.listen(1024);
   }
@@ -109,11 +123,17 @@ class EchoServer extends Dispatcher {
   override handleAccepted(sock: Socket): void {
     sock.setsockopt(IPPROTO_TCP, TCP_NODELAY, 1);
     new EchoHandler(sock);
+    this.onAccepted?.();
   }
 
   address(): string {
     const name = this.socket instanceof Socket ? this.socket.getsockname() : '?';
     return typeof name === 'string' ? name : `${name[0]}:${name[1]}`;
+  }
+
+  port(): number {
+    const name = this.socket instanceof Socket ? this.socket.getsockname() : '';
+    return typeof name === 'string' ? 0 : name[1];
   }
 }
 
@@ -144,12 +164,31 @@ function printTrace(it: IterationTrace): void {
   );
 }
 
+interface EchoPoolData extends PoolData {
+  trace: boolean;
+}
+
+/** One worker of --workers N: the same server on the shared port, with its own loop. */
+function serveAsWorker(): void {
+  const { ctx, port } = poolWorker<EchoPoolData>();
+  const { host, backend, mode, trace } = ctx.data;
+  const server = new EchoServer(host, port, true);
+  server.onAccepted = (): void => ctx.count('connections');
+  ctx.ready({ port: server.port(), address: server.address() });
+  runPoolWorker(mode, { backend, timeout: 30, ...(trace ? { trace: printTrace } : {}) });
+}
+
 function main(): void {
+  if (inWorkerPool()) {
+    serveAsWorker();
+    return;
+  }
   const parsed = cli.parse({
     options: {
       host: { type: 'string', default: '127.0.0.1' },
       port: { type: 'string', default: '8080' },
       trace: { type: 'boolean', default: false },
+      ...WORKERS_FLAG,
       ...LOOP_FLAGS,
     },
     strict: true,
@@ -160,6 +199,16 @@ function main(): void {
   const port = cli.port(values.port, '--port');
   const backend = cli.backend(values.backend);
   const mode = cli.mode(values.mode);
+  const workers = parseWorkers(cli, values.workers);
+  if (workers > 1) {
+    servePool(cli, {
+      module: new URL(import.meta.url),
+      workers,
+      data: { host: values.host, port, backend, mode, trace: values.trace } satisfies EchoPoolData,
+      announce: (address) => `listening on ${address} (backend ${Cli.backendName(backend)}, mode ${mode}, workers ${workers})`,
+    });
+    return;
+  }
 
   let server: EchoServer;
   try {
