@@ -2,6 +2,7 @@
 // asyncore-http: a small HTTP/1.1 file server on AsyncChat, the classic use of asynchat.
 //
 //   asyncore-http [--host 127.0.0.1] [--port 8000] [--root DIR] [--backend auto] [--mode sync] [--quiet]
+//                 [--workers 1]
 //
 // Each connection is an HttpChannel. The terminator '\r\n\r\n' frames a request head; a body
 // announced by Content-Length is then read with a numeric terminator. Replies go out through
@@ -21,10 +22,14 @@ import {
   Dispatcher,
   IPPROTO_TCP,
   type Producer,
+  SOL_SOCKET,
+  SO_REUSEPORT,
   Socket,
   TCP_NODELAY,
+  inWorkerPool,
 } from '../index.js';
 import { Cli, LOOP_FLAGS } from './common.js';
+import { type PoolData, WORKERS_FLAG, parseWorkers, poolWorker, runPoolWorker, servePool } from './pool.js';
 
 const USAGE = `usage: asyncore-http [options]
 
@@ -35,6 +40,8 @@ const USAGE = `usage: asyncore-http [options]
   --mode MODE       sync (loopSync on this thread) | thread (loop() on a native thread)
                     (default sync)
   --quiet           no access log (one stderr line per request otherwise)
+  --workers N       run N loops in N worker threads, each with its own listener on the
+                    port (SO_REUSEPORT) (default 1)
   -h, --help        show this help`;
 
 // Explicitly typed, so TypeScript sees that cli.usageError() and cli.fail() never return.
@@ -387,15 +394,21 @@ class HttpChannel extends AsyncChat {
 }
 
 class HttpServer extends Dispatcher {
+  /** Called for every accepted connection (a pool worker counts them). */
+  onAccepted: (() => void) | null = null;
+
   constructor(
     host: string,
     port: number,
     readonly root: string | null,
     readonly logRequests: boolean,
+    reusePort = false,
   ) {
     super();
     this.createSocket(host.includes(':') ? AF_INET6 : AF_INET);
     this.setReuseAddr();
+    // One listener per worker on the same port: the kernel spreads connections over them.
+    if (reusePort && this.socket instanceof Socket) this.socket.setsockopt(SOL_SOCKET, SO_REUSEPORT, 1);
     this.bind([host, port]);
     this.listen(1024);
   }
@@ -404,21 +417,47 @@ class HttpServer extends Dispatcher {
     sock.setsockopt(IPPROTO_TCP, TCP_NODELAY, 1);
     const peer = typeof addr === 'string' ? addr : `${addr[0]}:${addr[1]}`;
     new HttpChannel(sock, this.root, peer, this.logRequests);
+    this.onAccepted?.();
   }
 
   address(): string {
     const name = this.socket instanceof Socket ? this.socket.getsockname() : '?';
     return typeof name === 'string' ? name : `${name[0]}:${name[1]}`;
   }
+
+  port(): number {
+    const name = this.socket instanceof Socket ? this.socket.getsockname() : '';
+    return typeof name === 'string' ? 0 : name[1];
+  }
+}
+
+interface HttpPoolData extends PoolData {
+  root: string | null;
+  quiet: boolean;
+}
+
+/** One worker of --workers N: the same server on the shared port, with its own loop. */
+function serveAsWorker(): void {
+  const { ctx, port } = poolWorker<HttpPoolData>();
+  const { host, root, quiet, backend, mode } = ctx.data;
+  const server = new HttpServer(host, port, root, !quiet, true);
+  server.onAccepted = (): void => ctx.count('connections');
+  ctx.ready({ port: server.port(), address: server.address() });
+  runPoolWorker(mode, { backend, timeout: 30 });
 }
 
 function main(): void {
+  if (inWorkerPool()) {
+    serveAsWorker();
+    return;
+  }
   const parsed = cli.parse({
     options: {
       host: { type: 'string', default: '127.0.0.1' },
       port: { type: 'string', default: '8000' },
       root: { type: 'string' },
       quiet: { type: 'boolean', default: false },
+      ...WORKERS_FLAG,
       ...LOOP_FLAGS,
     },
     strict: true,
@@ -437,6 +476,16 @@ function main(): void {
       cli.usageError(`--root ${values.root} does not exist`);
     }
     if (!statSync(root).isDirectory()) cli.usageError(`--root ${values.root} is not a directory`);
+  }
+  const workers = parseWorkers(cli, values.workers);
+  if (workers > 1) {
+    servePool(cli, {
+      module: new URL(import.meta.url),
+      workers,
+      data: { host: values.host, port, backend, mode, root, quiet: values.quiet } satisfies HttpPoolData,
+      announce: (address) => `listening on ${address} (backend ${Cli.backendName(backend)}, mode ${mode}, workers ${workers})`,
+    });
+    return;
   }
 
   let server: HttpServer;
