@@ -115,7 +115,9 @@ describe.each(MODES)('serveWorkers, two echo workers in mode %s', (mode) => {
 
   it.each(['', 'crash'])('closes every fd it opened when it stops (%s)', async (crash) => {
     const backend = mode === 'sync' ? 'select' : 'epoll';
-    const result = await run(process.execPath, [FDS_CHILD.pathname, INDEX, mode, backend, crash], { timeoutMs: 20_000 });
+    const result = await run(process.execPath, [FDS_CHILD.pathname, INDEX, mode, backend, crash], {
+      timeoutMs: 20_000,
+    });
     expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
     const report = JSON.parse(result.stdout) as { before: number; during: number; after: number; echoed: boolean };

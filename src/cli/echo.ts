@@ -205,7 +205,8 @@ function main(): void {
       module: new URL(import.meta.url),
       workers,
       data: { host: values.host, port, backend, mode, trace: values.trace } satisfies EchoPoolData,
-      announce: (address) => `listening on ${address} (backend ${Cli.backendName(backend)}, mode ${mode}, workers ${workers})`,
+      announce: (address) =>
+        `listening on ${address} (backend ${Cli.backendName(backend)}, mode ${mode}, workers ${workers})`,
     });
     return;
   }

@@ -483,7 +483,8 @@ function main(): void {
       module: new URL(import.meta.url),
       workers,
       data: { host: values.host, port, backend, mode, root, quiet: values.quiet } satisfies HttpPoolData,
-      announce: (address) => `listening on ${address} (backend ${Cli.backendName(backend)}, mode ${mode}, workers ${workers})`,
+      announce: (address) =>
+        `listening on ${address} (backend ${Cli.backendName(backend)}, mode ${mode}, workers ${workers})`,
     });
     return;
   }
