@@ -89,6 +89,10 @@ describe.each(MODES)('--workers 2 --mode %s', (mode) => {
     const counts = await stopAndCount(server);
     expect(counts.every((n) => n > 0)).toBe(true);
     expect(counts[0]! + counts[1]!).toBe(40);
+    // Each worker also counts the bytes it echoed: together, every byte python3 sent.
+    const bytes = [...server.output().matchAll(/served \d+ connections, (\d+) bytes/g)].map((m) => Number(m[1]));
+    expect(bytes).toHaveLength(2);
+    expect(bytes[0]! + bytes[1]!).toBe(40 * 1000 + 997 * ((39 * 40) / 2));
   });
 
   it('asyncore-http serves 40 curl connections on both loops, every page whole, and exits 0 on SIGTERM', async () => {

@@ -54,6 +54,9 @@ const PAUSE_ABOVE = 1 << 20;
 const RESUME_BELOW = 256 << 10;
 const READ_SIZE = 8192;
 
+/** Set in a worker of --workers N: counts the bytes echoed (the share of the work per worker). */
+let countEchoed: ((bytes: number) => void) | null = null;
+
 /**
  * Python's EchoHandler, with two things DispatcherWithSend leaves to its user:
  * - flow control: it stops reading while its reply queue is above PAUSE_ABOVE;
@@ -70,7 +73,10 @@ class EchoHandler extends DispatcherWithSend {
 
   override handleRead(): void {
     const data = this.recv(READ_SIZE);
-    if (data.length > 0) this.send(data);
+    if (data.length > 0) {
+      this.send(data);
+      countEchoed?.(data.length);
+    }
     this.#updateFlowControl();
   }
 
@@ -174,6 +180,7 @@ function serveAsWorker(): void {
   const { host, backend, mode, trace } = ctx.data;
   const server = new EchoServer(host, port, true);
   server.onAccepted = (): void => ctx.count('connections');
+  countEchoed = (bytes): void => ctx.count('bytes', bytes);
   ctx.ready({ port: server.port(), address: server.address() });
   runPoolWorker(mode, { backend, timeout: 30, ...(trace ? { trace: printTrace } : {}) });
 }
@@ -205,6 +212,7 @@ function main(): void {
       module: new URL(import.meta.url),
       workers,
       data: { host: values.host, port, backend, mode, trace: values.trace } satisfies EchoPoolData,
+      counters: ['bytes'],
       announce: (address) =>
         `listening on ${address} (backend ${Cli.backendName(backend)}, mode ${mode}, workers ${workers})`,
     });

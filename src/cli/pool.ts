@@ -39,9 +39,21 @@ export function parseWorkers(cli: Cli, text: string): number {
  */
 export function servePool<T extends PoolData>(
   cli: Cli,
-  options: { module: URL; workers: number; data: T; announce: (address: string) => string },
+  options: {
+    module: URL;
+    workers: number;
+    data: T;
+    announce: (address: string) => string;
+    /** Counters beside 'connections' that the workers keep (echo: 'bytes'). */
+    counters?: string[];
+  },
 ): void {
-  const pool = serveWorkers({ workers: options.workers, module: options.module, data: options.data });
+  const pool = serveWorkers({
+    workers: options.workers,
+    module: options.module,
+    data: options.data,
+    counters: ['connections', ...(options.counters ?? [])],
+  });
   let failures = 0;
   pool.on('error', (error: unknown, index: number) => {
     failures++;
@@ -60,7 +72,9 @@ export function servePool<T extends PoolData>(
   );
   void pool.closed.then(() => {
     for (const { index, counters } of pool.stats()) {
-      process.stderr.write(`${cli.name}: worker ${index} served ${counters.connections ?? 0} connections\n`);
+      const { connections, ...others } = counters;
+      const more = Object.entries(others).map(([name, value]) => `, ${value} ${name}`);
+      process.stderr.write(`${cli.name}: worker ${index} served ${connections ?? 0} connections${more.join('')}\n`);
     }
     if (failures > 0) process.exitCode = 1;
   });
