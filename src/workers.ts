@@ -332,7 +332,9 @@ export class WorkerPool extends EventEmitter {
  * ```
  */
 export function serveWorkers(options: WorkerPoolOptions): WorkerPool {
-  if (typeof options !== 'object' || options === null) throw new TypeError('serveWorkers() needs an options object');
+  // A JavaScript caller may pass anything.
+  const given: unknown = options;
+  if (typeof given !== 'object' || given === null) throw new TypeError('serveWorkers() needs an options object');
   return new WorkerPool(options);
 }
 

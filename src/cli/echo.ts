@@ -208,10 +208,11 @@ function main(): void {
   const mode = cli.mode(values.mode);
   const workers = parseWorkers(cli, values.workers);
   if (workers > 1) {
+    const data: EchoPoolData = { host: values.host, port, backend, mode, trace: values.trace };
     servePool(cli, {
       module: new URL(import.meta.url),
       workers,
-      data: { host: values.host, port, backend, mode, trace: values.trace } satisfies EchoPoolData,
+      data,
       counters: ['bytes'],
       announce: (address) =>
         `listening on ${address} (backend ${Cli.backendName(backend)}, mode ${mode}, workers ${workers})`,

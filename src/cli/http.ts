@@ -479,10 +479,11 @@ function main(): void {
   }
   const workers = parseWorkers(cli, values.workers);
   if (workers > 1) {
+    const data: HttpPoolData = { host: values.host, port, backend, mode, root, quiet: values.quiet };
     servePool(cli, {
       module: new URL(import.meta.url),
       workers,
-      data: { host: values.host, port, backend, mode, root, quiet: values.quiet } satisfies HttpPoolData,
+      data,
       announce: (address) =>
         `listening on ${address} (backend ${Cli.backendName(backend)}, mode ${mode}, workers ${workers})`,
     });

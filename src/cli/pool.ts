@@ -37,12 +37,12 @@ export function parseWorkers(cli: Cli, text: string): number {
  * The parent's part: starts `workers` workers running `module` (the tool's own file) with `data`,
  * prints `announce(address)` once all listen, and exits once they have stopped (SIGINT/SIGTERM).
  */
-export function servePool<T extends PoolData>(
+export function servePool(
   cli: Cli,
   options: {
     module: URL;
     workers: number;
-    data: T;
+    data: PoolData;
     announce: (address: string) => string;
     /** Counters beside 'connections' that the workers keep (echo: 'bytes'). */
     counters?: string[];
