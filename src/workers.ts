@@ -160,7 +160,8 @@ export class WorkerPool extends EventEmitter {
       this.#slots.push(new WorkerSlot(index, sender, receiver));
     }
     for (const signal of this.#signals) process.on(signal, this.#onSignal);
-    void this.#start();
+    // On the next tick, so that listeners added right after serveWorkers() returns hear every event.
+    process.nextTick(() => void this.#start());
   }
 
   /** How many workers the pool was started with. */
@@ -197,7 +198,15 @@ export class WorkerPool extends EventEmitter {
       counterNames: this.#counterNames,
       counters: this.#counters,
     };
-    const worker = new Worker(this.#module, { workerData: { [CONTEXT_KEY]: context } });
+    let worker: Worker;
+    try {
+      worker = new Worker(this.#module, { workerData: { [CONTEXT_KEY]: context } });
+    } catch (err) {
+      // A module path Worker refuses (a relative one, say): that worker fails before it starts.
+      this.#failed(slot, err);
+      this.#skip(slot, 'failed');
+      return Promise.resolve({ ok: false });
+    }
     slot.worker = worker;
     slot.threadId = worker.threadId;
     return new Promise((resolve) => {
@@ -236,8 +245,8 @@ export class WorkerPool extends EventEmitter {
   }
 
   /** A worker that will not start. */
-  #skip(slot: WorkerSlot): void {
-    slot.state = 'exited';
+  #skip(slot: WorkerSlot, state: WorkerState = 'exited'): void {
+    slot.state = state;
     slot.ended = true;
     slot.closePipe();
     this.#checkClosed();

@@ -139,6 +139,19 @@ describe('serveWorkers: starting and stopping', () => {
     expect(pool.stats()[1]?.threadId).toBe(-1);
   });
 
+  it.each([
+    ['a relative path', 'no-such-worker.js', 'ERR_WORKER_PATH'],
+    ['a missing file', new URL('./fixtures/no-such-worker.mjs', import.meta.url), 'MODULE_NOT_FOUND'],
+  ])('reports a module Worker cannot run (%s) through the error event', async (_what, module, code) => {
+    const pool = serveWorkers({ workers: 2, module, signals: [] });
+    pools.push(pool);
+    const reported = new Promise<unknown>((resolve) => pool.once('error', resolve));
+    await expect(pool.ready).rejects.toMatchObject({ code });
+    expect(await reported).toMatchObject({ code });
+    await pool.closed;
+    expect(pool.stats().map((s) => s.state)).toEqual(['failed', 'exited']);
+  });
+
   it('stops cleanly when stop() comes before the workers are ready', async () => {
     const pool = startPool('thread');
     const stopping = pool.stop();
