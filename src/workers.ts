@@ -52,7 +52,10 @@ export interface WorkerPoolOptions {
    * The listeners are removed once the pool has stopped, so the process can exit.
    */
   signals?: readonly NodeJS.Signals[];
-  /** Milliseconds {@link WorkerPool.stop} waits for a worker before it terminates it; default 10,000. */
+  /**
+   * Milliseconds {@link WorkerPool.stop} waits for a worker before it terminates it; default 10,000. A terminated
+   * worker does not close its fds: its loop must end by itself (the map closed) for a clean stop.
+   */
   stopTimeoutMs?: number;
 }
 
@@ -138,8 +141,9 @@ export class WorkerPool extends EventEmitter {
       throw new TypeError('counters must be distinct strings');
     }
     const stopTimeoutMs = options.stopTimeoutMs ?? 10_000;
-    if (typeof stopTimeoutMs !== 'number' || !(stopTimeoutMs >= 0)) {
-      throw new RangeError(`stopTimeoutMs must be a number >= 0 (got ${String(stopTimeoutMs)})`);
+    // setTimeout() would read a delay past 2^31 - 1 ms (Infinity too) as 1 ms.
+    if (typeof stopTimeoutMs !== 'number' || !(stopTimeoutMs >= 0 && stopTimeoutMs <= 0x7fffffff)) {
+      throw new RangeError(`stopTimeoutMs must be 0 to 2^31 - 1 milliseconds (got ${String(stopTimeoutMs)})`);
     }
     this.#module = module;
     this.#data = options.data;

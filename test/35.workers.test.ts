@@ -177,6 +177,7 @@ describe('serveWorkers: starting and stopping', () => {
     expect(() => serveWorkers({ ...good, module: 5 as unknown as string })).toThrow(TypeError);
     expect(() => serveWorkers({ ...good, counters: ['a', 'a'] })).toThrow(TypeError);
     expect(() => serveWorkers({ ...good, stopTimeoutMs: -1 })).toThrow(RangeError);
+    expect(() => serveWorkers({ ...good, stopTimeoutMs: Infinity })).toThrow(RangeError);
     expect(() => serveWorkers(null as unknown as { workers: number; module: string })).toThrow(TypeError);
   });
 
