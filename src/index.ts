@@ -64,3 +64,14 @@ export {
 export { callEvery, callLater, ScheduledCall } from './timers.js';
 export { SignalDispatcher } from './signals.js';
 export { AsyncChat, SimpleProducer, findPrefixAtEnd, type Producer, type Terminator } from './asynchat.js';
+export {
+  serveWorkers,
+  workerContext,
+  inWorkerPool,
+  WorkerPool,
+  type WorkerPoolOptions,
+  type WorkerContext,
+  type WorkerContextOptions,
+  type WorkerState,
+  type WorkerStats,
+} from './workers.js';

@@ -1,7 +1,10 @@
 #!/usr/bin/env node
 // asyncore-echo: the classic asyncore echo server (EchoHandler + EchoServer) as a tool.
 //
-//   asyncore-echo [--host 127.0.0.1] [--port 8080] [--backend auto] [--mode sync] [--trace] [-v]
+//   asyncore-echo [--host 127.0.0.1] [--port 8080] [--backend auto] [--mode sync] [--trace] [-v] [--workers 1]
+//
+// With --workers N it runs N loops in N worker threads, each with its own listener on the port
+// (SO_REUSEPORT), and prints each worker's connection count when it stops.
 //
 // It prints one line when it listens ("listening on HOST:PORT ...") and, with -v, one line
 // to stderr per client ("Incoming connection from HOST:PORT"); it stops cleanly on
@@ -16,17 +19,23 @@ import {
   Dispatcher,
   DispatcherWithSend,
   IPPROTO_TCP,
+  SOL_SOCKET,
+  SO_REUSEPORT,
   Socket,
   TCP_NODELAY,
   declareBuiltInPredicates,
+  inWorkerPool,
 } from '../index.js';
-import { Cli, LOOP_FLAGS, LOOP_USAGE, formatAddress } from './common.js';
+import { Cli, LOOP_FLAGS, LOOP_USAGE, formatAddress, listeningAddress, traceToStderr } from './common.js';
+import { type PoolData, WORKERS_FLAG, parseWorkers, poolWorker, runPoolWorker, servePool } from './pool.js';
 
 const USAGE = `usage: asyncore-echo [options]
 
   --host HOST       address to listen on (default 127.0.0.1)
   --port PORT       port to listen on; 0 picks a free one (default 8080)
   -v, --verbose     print "Incoming connection from HOST:PORT" to stderr for each client
+  --workers N       run N loops in N worker threads, each with its own listener on the
+                    port (SO_REUSEPORT) (default 1)
 ${LOOP_USAGE}`;
 
 // Echo stops reading a connection whose reply queue passes PAUSE_ABOVE bytes (a peer that
@@ -36,6 +45,9 @@ ${LOOP_USAGE}`;
 const PAUSE_ABOVE = 1 << 20;
 const RESUME_BELOW = 256 << 10;
 const READ_SIZE = 8192;
+
+/** Set in a worker of --workers N: counts the bytes echoed (the share of the work per worker). */
+let countEchoed: ((bytes: number) => void) | null = null;
 
 /**
  * Python's EchoHandler, with two things DispatcherWithSend leaves to its user:
@@ -53,7 +65,10 @@ class EchoHandler extends DispatcherWithSend {
 
   override handleRead(): void {
     const data = this.recv(READ_SIZE);
-    if (data.length > 0) this.send(data);
+    if (data.length > 0) {
+      this.send(data);
+      countEchoed?.(data.length);
+    }
     this.#updateFlowControl();
   }
 
@@ -90,14 +105,20 @@ class EchoHandler extends DispatcherWithSend {
 declareBuiltInPredicates(EchoHandler.prototype);
 
 class EchoServer extends Dispatcher {
+  /** Called for every accepted connection (a pool worker counts them). */
+  onAccepted: (() => void) | null = null;
+
   constructor(
     host: string,
     port: number,
     readonly verbose: boolean,
+    reusePort = false,
   ) {
     super();
     this.createSocket(host.includes(':') ? AF_INET6 : AF_INET);
     this.setReuseAddr();
+    // One listener per worker on the same port: the kernel spreads connections over them.
+    if (reusePort && this.socket instanceof Socket) this.socket.setsockopt(SOL_SOCKET, SO_REUSEPORT, 1);
     this.bind([host, port]);
     this.listen(1024);
   }
@@ -106,17 +127,44 @@ class EchoServer extends Dispatcher {
     if (this.verbose) process.stderr.write(`Incoming connection from ${formatAddress(addr)}\n`);
     sock.setsockopt(IPPROTO_TCP, TCP_NODELAY, 1);
     new EchoHandler(sock);
+    this.onAccepted?.();
+  }
+
+  port(): number {
+    const name = this.socket instanceof Socket ? this.socket.getsockname() : '';
+    return typeof name === 'string' ? 0 : name[1];
   }
 }
 
 // Explicitly typed, so TypeScript sees that cli.usageError() and cli.fail() never return.
 const cli: Cli = new Cli('asyncore-echo', USAGE);
 
+interface EchoPoolData extends PoolData {
+  trace: boolean;
+  verbose: boolean;
+}
+
+/** One worker of --workers N: the same server on the shared port, with its own loop. */
+function serveAsWorker(): void {
+  const { ctx, port } = poolWorker<EchoPoolData>();
+  const { host, backend, mode, trace, verbose } = ctx.data;
+  const server = new EchoServer(host, port, verbose, true);
+  server.onAccepted = (): void => ctx.count('connections');
+  countEchoed = (bytes): void => ctx.count('bytes', bytes);
+  ctx.ready({ port: server.port(), address: listeningAddress(server) });
+  runPoolWorker(mode, { backend, timeout: 30, ...(trace ? { trace: traceToStderr(verbose) } : {}) });
+}
+
 function main(): void {
+  if (inWorkerPool()) {
+    serveAsWorker();
+    return;
+  }
   const parsed = cli.parse({
     options: {
       host: { type: 'string', default: '127.0.0.1' },
       port: { type: 'string', default: '8080' },
+      ...WORKERS_FLAG,
       ...LOOP_FLAGS,
     },
     strict: true,
@@ -126,6 +174,20 @@ function main(): void {
   const { values } = parsed;
   const port = cli.port(values.port, '--port');
   const { mode, options } = cli.loopFlags(values);
+  const workers = parseWorkers(cli, values.workers);
+  if (workers > 1) {
+    const { backend } = options;
+    const data: EchoPoolData = { host: values.host, port, backend, mode, trace: values.trace, verbose: values.verbose };
+    servePool(cli, {
+      module: new URL(import.meta.url),
+      workers,
+      data,
+      counters: ['bytes'],
+      announce: (address) =>
+        `listening on ${address} (backend ${Cli.backendName(backend)}, mode ${mode}, workers ${workers})`,
+    });
+    return;
+  }
 
   const server = cli.listen(values.host, port, () => new EchoServer(values.host, port, values.verbose));
   cli.run(mode, options, { announce: Cli.listening(server, options.backend, mode) });

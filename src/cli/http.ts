@@ -2,7 +2,7 @@
 // asyncore-http: a small HTTP/1.1 file server on AsyncChat, the classic use of asynchat.
 //
 //   asyncore-http [--host 127.0.0.1] [--port 8000] [--root DIR] [--backend auto] [--mode sync] [--quiet]
-//                 [--header-timeout 20] [--idle-timeout 60] [--max-connections N] [--trace [-v]]
+//                 [--header-timeout 20] [--idle-timeout 60] [--max-connections N] [--trace [-v]] [--workers 1]
 //
 // Each connection is an HttpChannel. A request head is read line by line (terminator '\n');
 // a body announced by Content-Length is then read with a numeric terminator. Replies go out through
@@ -28,12 +28,25 @@ import {
   Dispatcher,
   IPPROTO_TCP,
   type Producer,
+  SOL_SOCKET,
+  SO_REUSEPORT,
   type ScheduledCall,
   Socket,
   TCP_NODELAY,
   callLater,
+  inWorkerPool,
 } from '../index.js';
-import { Cli, LOOP_FLAGS, LOOP_USAGE, describeError, escapeControls, formatAddress } from './common.js';
+import {
+  Cli,
+  LOOP_FLAGS,
+  LOOP_USAGE,
+  describeError,
+  escapeControls,
+  formatAddress,
+  listeningAddress,
+  traceToStderr,
+} from './common.js';
+import { type PoolData, WORKERS_FLAG, parseWorkers, poolWorker, runPoolWorker, servePool } from './pool.js';
 
 const USAGE = `usage: asyncore-http [options]
 
@@ -50,6 +63,8 @@ const USAGE = `usage: asyncore-http [options]
                     (default: from the open-file limit, (ulimit -n - 32) / 2)
   --quiet           no access log (one stderr line per request otherwise)
   -v, --verbose     with --trace, name each fd's dispatcher
+  --workers N       run N loops in N worker threads, each with its own listener on the
+                    port (SO_REUSEPORT) (default 1)
 ${LOOP_USAGE}`;
 
 // Explicitly typed, so TypeScript sees that cli.usageError() and cli.fail() never return.
@@ -493,16 +508,21 @@ const BUSY_REPLY = Buffer.from(
 class HttpServer extends Dispatcher {
   /** Connections open now. */
   connections = 0;
+  /** Called for every accepted connection (a pool worker counts them). */
+  onAccepted: (() => void) | null = null;
 
   constructor(
     host: string,
     port: number,
     readonly settings: ServerSettings,
     readonly maxConnections: number,
+    reusePort = false,
   ) {
     super();
     this.createSocket(host.includes(':') ? AF_INET6 : AF_INET);
     this.setReuseAddr();
+    // One listener per worker on the same port: the kernel spreads connections over them.
+    if (reusePort && this.socket instanceof Socket) this.socket.setsockopt(SOL_SOCKET, SO_REUSEPORT, 1);
     this.bind([host, port]);
     this.listen(1024);
   }
@@ -525,6 +545,7 @@ class HttpServer extends Dispatcher {
     }
     this.connections++;
     if (!channel.connected) channel.close();
+    this.onAccepted?.();
   }
 
   /** Over the cap: a short 503, written once without waiting, and the connection closed. */
@@ -546,6 +567,11 @@ class HttpServer extends Dispatcher {
       // The peer is gone or its buffer is full: the close says it all.
     }
     sock.close();
+  }
+
+  port(): number {
+    const name = this.socket instanceof Socket ? this.socket.getsockname() : '';
+    return typeof name === 'string' ? 0 : name[1];
   }
 
   /** A failed accept() (EMFILE, ENFILE, ...) must not close the listener: log, and keep listening. */
@@ -585,7 +611,28 @@ function positiveSeconds(text: string, flag: string): number {
   return value;
 }
 
+interface HttpPoolData extends PoolData {
+  settings: ServerSettings;
+  maxConnections: number;
+  trace: boolean;
+  verbose: boolean;
+}
+
+/** One worker of --workers N: the same server on the shared port, with its own loop. */
+function serveAsWorker(): void {
+  const { ctx, port } = poolWorker<HttpPoolData>();
+  const { host, settings, maxConnections, backend, mode, trace, verbose } = ctx.data;
+  const server = new HttpServer(host, port, settings, maxConnections, true);
+  server.onAccepted = (): void => ctx.count('connections');
+  ctx.ready({ port: server.port(), address: listeningAddress(server) });
+  runPoolWorker(mode, { backend, timeout: 30, ...(trace ? { trace: traceToStderr(verbose) } : {}) });
+}
+
 function main(): void {
+  if (inWorkerPool()) {
+    serveAsWorker();
+    return;
+  }
   const parsed = cli.parse({
     options: {
       host: { type: 'string', default: '127.0.0.1' },
@@ -595,6 +642,7 @@ function main(): void {
       'header-timeout': { type: 'string', default: '20' },
       'idle-timeout': { type: 'string', default: '60' },
       'max-connections': { type: 'string' },
+      ...WORKERS_FLAG,
       ...LOOP_FLAGS,
     },
     strict: true,
@@ -623,8 +671,30 @@ function main(): void {
     }
     if (!statSync(root).isDirectory()) cli.usageError(`--root ${values.root} is not a directory`);
   }
-
   const settings: ServerSettings = { root, logRequests: !values.quiet, headerTimeout, idleTimeout };
+  const workers = parseWorkers(cli, values.workers);
+  if (workers > 1) {
+    const { backend } = options;
+    const data: HttpPoolData = {
+      host: values.host,
+      port,
+      backend,
+      mode,
+      settings,
+      maxConnections,
+      trace: values.trace,
+      verbose: values.verbose,
+    };
+    servePool(cli, {
+      module: new URL(import.meta.url),
+      workers,
+      data,
+      announce: (address) =>
+        `listening on ${address} (backend ${Cli.backendName(backend)}, mode ${mode}, workers ${workers})`,
+    });
+    return;
+  }
+
   const server = cli.listen(values.host, port, () => new HttpServer(values.host, port, settings, maxConnections));
   cli.run(mode, options, { announce: Cli.listening(server, options.backend, mode) });
 }
