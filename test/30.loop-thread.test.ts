@@ -540,7 +540,7 @@ describe('loop() edges', () => {
 // --- ref / unref -----------------------------------------------------------------------------
 
 describe('loop() keeps Node alive unless unref()ed', () => {
-  const fixture = join(ROOT, 'test', 'fixtures', 'h5-unref.mjs');
+  const fixture = join(ROOT, 'test', 'fixtures', 'loop-unref.mjs');
   const index = join(DIST, 'index.js');
 
   interface ChildResult {

@@ -9,9 +9,13 @@
 // thread) and the worker.
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 
-import { loop } from 'asyncore';
+import * as asyncore from 'asyncore';
 
-import { BACKENDS, Bouncer, EchoServer, check, runScript } from './lib/kit.mjs';
+import { check, echoKit, runScript } from '../fixtures/echo-kit.mjs';
+
+const { loop } = asyncore;
+const { Bouncer, EchoServer } = echoKit(asyncore);
+const BACKENDS = asyncore.availableBackends();
 
 const WORKERS = 20;
 const ENDINGS = ['serving', 'busy'];
