@@ -7,7 +7,6 @@ import { readdirSync } from 'node:fs';
 import {
   Dispatcher,
   DispatcherWithSend,
-  type LoopOptions,
   type ScheduledCall,
   type Socket,
   type SocketMap,
@@ -21,12 +20,7 @@ import {
 } from 'asyncore';
 import { afterEach, describe, expect, it } from 'vitest';
 
-import { BACKENDS, MODES, type Mode } from './helpers.js';
-
-async function runLoop(mode: Mode, options: LoopOptions): Promise<void> {
-  if (mode === 'thread') return loop(options);
-  loopSync(options);
-}
+import { BACKENDS, EchoHandler, MODES, runLoop } from './helpers.js';
 
 /** A dispatcher registered under `key`, whatever that number is. */
 class Registered extends Dispatcher {
@@ -44,25 +38,13 @@ class Registered extends Dispatcher {
   }
 }
 
-/** Echoes what it reads. */
-class Echo extends DispatcherWithSend {
-  override handleRead(): void {
-    const data = this.recv(4096);
-    if (data.length > 0) this.send(data);
-  }
-
-  override handleClose(): void {
-    this.close();
-  }
-}
-
 /** Sends `message`, then closes itself and the echo once all of it came back. */
 class Client extends DispatcherWithSend {
   received = Buffer.alloc(0);
   readonly #message: Buffer;
-  readonly #echo: Echo;
+  readonly #echo: EchoHandler;
 
-  constructor(sock: Socket, map: SocketMap, message: Buffer, echo: Echo) {
+  constructor(sock: Socket, map: SocketMap, message: Buffer, echo: EchoHandler) {
     super(sock, map);
     this.#message = message;
     this.#echo = echo;
@@ -90,7 +72,7 @@ const MESSAGE = Buffer.from('bad fds must not stop the echo\n'.repeat(100));
 /** An echo pair in `map`: a client and its echo over a socketpair. */
 function echoPair(map: SocketMap): Client {
   const [a, b] = socketpair();
-  const echo = new Echo(b, map);
+  const echo = new EchoHandler(b, map);
   return new Client(a, map, MESSAGE, echo);
 }
 

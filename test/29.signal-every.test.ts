@@ -8,23 +8,16 @@ import {
   AF_INET,
   Dispatcher,
   ExitNow,
-  type LoopOptions,
   type ScheduledCall,
   type SocketMap,
   callEvery,
   callLater,
   closeAll,
   loop,
-  loopSync,
 } from 'asyncore';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 
-import { BACKENDS, MODES, type Mode } from './helpers.js';
-
-async function runLoop(mode: Mode, options: LoopOptions): Promise<void> {
-  if (mode === 'thread') return loop(options);
-  loopSync(options);
-}
+import { BACKENDS, MODES, runLoop } from './helpers.js';
 
 async function failureOf(run: Promise<void>): Promise<unknown> {
   try {

@@ -15,7 +15,6 @@ import {
   Dispatcher,
   FileDispatcher,
   type IterationTrace,
-  type LoopOptions,
   POLLHUP,
   POLLIN,
   SHUT_WR,
@@ -24,18 +23,11 @@ import {
   type SocketMap,
   callLater,
   closeAll,
-  loop,
-  loopSync,
   socketpair,
 } from 'asyncore';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
-import { BACKENDS, MODES, type Mode, waitExit } from './helpers.js';
-
-async function runLoop(mode: Mode, options: LoopOptions): Promise<void> {
-  if (mode === 'thread') return loop(options);
-  loopSync(options);
-}
+import { BACKENDS, MODES, runLoop, waitExit } from './helpers.js';
 
 /** Deterministic bytes that show any loss or reordering. */
 function pattern(n: number): Buffer {
