@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The echo benchmark suite (issues 4, 5 and 6): asyncore-echo on every backend and mode
+// The echo benchmark suite: asyncore-echo on every backend and mode
 // against node:net, Python 3.11's asyncore and a minimal C epoll server, on loopback.
 //
 //   node bench/run.mjs                 full run (3 windows per measurement, median), ~13 minutes
@@ -707,41 +707,31 @@ function goals(results) {
   const python = (f, p) => Math.max(f('python-select', p), f('python-poll', p));
   const vs = (id, p, other = BASELINE) => [msgs(id, p) / msgs(other, p), eff(id, p) / eff(other, p)];
   const rows = [
-    ['6', 'echo 50 conns, loopSync + epoll vs node:net', ...vs('asyncore-epoll-sync', at(50)), 2.0],
+    ['echo 50 conns, loopSync + epoll vs node:net', ...vs('asyncore-epoll-sync', at(50)), 2.0],
     [
-      '6',
       'echo 50 conns, loopSync + epoll vs the faster Python asyncore',
       msgs('asyncore-epoll-sync', at(50)) / python(msgs, at(50)),
       eff('asyncore-epoll-sync', at(50)) / python(eff, at(50)),
       1.3,
     ],
-    ['6', 'echo 1 conn, loopSync + epoll vs node:net', ...vs('asyncore-epoll-sync', at(1)), 1.2],
-    ['6', 'echo 10,000 conns, loopSync + epoll vs node:net', ...vs('asyncore-epoll-sync', at(10000)), 2.0],
+    ['echo 1 conn, loopSync + epoll vs node:net', ...vs('asyncore-epoll-sync', at(1)), 1.2],
+    ['echo 10,000 conns, loopSync + epoll vs node:net', ...vs('asyncore-epoll-sync', at(10000)), 2.0],
     [
-      '6',
       '1 active + 10,000 idle vs 0 idle, loopSync + epoll',
       msgs('asyncore-epoll-sync', at(1, 10000), getIdle) / msgs('asyncore-epoll-sync', at(1), getIdle),
       eff('asyncore-epoll-sync', at(1, 10000), getIdle) / eff('asyncore-epoll-sync', at(1), getIdle),
       0.9,
     ],
+    ['memory per idle conn, loopSync + epoll ÷ node:net', mem('asyncore-epoll-sync') / mem(BASELINE), NaN, 1.0, 'max'],
     [
-      '6',
-      'memory per idle conn, loopSync + epoll ÷ node:net',
-      mem('asyncore-epoll-sync') / mem(BASELINE),
-      NaN,
-      1.0,
-      'max',
-    ],
-    [
-      '6',
       'memory per idle conn, loop() thread + epoll ÷ node:net',
       mem('asyncore-epoll-thread') / mem(BASELINE),
       NaN,
       1.0,
       'max',
     ],
-    ['5', 'echo 50 conns, loop() thread + epoll vs node:net', ...vs('asyncore-epoll-thread', at(50)), 1.2],
-    ['5', 'echo 1 conn, loop() thread + epoll vs node:net', ...vs('asyncore-epoll-thread', at(1)), 0.8],
+    ['echo 50 conns, loop() thread + epoll vs node:net', ...vs('asyncore-epoll-thread', at(50)), 1.2],
+    ['echo 1 conn, loop() thread + epoll vs node:net', ...vs('asyncore-epoll-thread', at(1)), 0.8],
   ];
   const verdict = (ratio, target, kind) =>
     !Number.isFinite(ratio) ? '–' : (kind === 'max' ? ratio <= target : ratio >= target) ? 'yes' : '**no**';
@@ -749,11 +739,11 @@ function goals(results) {
     'Measured: the ratio of round trips per second (the goal as stated). By CPU: the same ratio computed from ' +
       'round trips per second of server CPU time, which other work on the machine disturbs less.',
     '',
-    '| issue | goal | target | measured | met? | by CPU | met? |',
-    '|---|---|---:|---:|:---:|---:|:---:|',
-    ...rows.map(([issue, what, ratio, cpuRatio, target, kind]) => {
+    '| goal | target | measured | met? | by CPU | met? |',
+    '|---|---:|---:|:---:|---:|:---:|',
+    ...rows.map(([what, ratio, cpuRatio, target, kind]) => {
       const bound = `${kind === 'max' ? '≤' : '≥'} ${target.toFixed(1)}×`;
-      return `| ${issue} | ${what} | ${bound} | ${fmtRatio(ratio)} | ${verdict(ratio, target, kind)} | ${fmtRatio(cpuRatio)} | ${verdict(cpuRatio, target, kind)} |`;
+      return `| ${what} | ${bound} | ${fmtRatio(ratio)} | ${verdict(ratio, target, kind)} | ${fmtRatio(cpuRatio)} | ${verdict(cpuRatio, target, kind)} |`;
     }),
   ].join('\n');
 }
@@ -880,7 +870,7 @@ function generatedSection(results, charts, outFile) {
         'such as test suites, shares these 2 cores). Treat small differences with suspicion.',
     );
   }
-  if (!results.quick) parts.push('### Goals (issues 5 and 6)\n\n' + goals(results));
+  if (!results.quick) parts.push('### Goals\n\n' + goals(results));
   for (const scenario of SCENARIOS) {
     const table = scenarioTable(scenario, results);
     if (table) parts.push(`### ${scenario.title}\n\n${table}`);
@@ -910,7 +900,7 @@ function generatedSection(results, charts, outFile) {
   const bridge = bridgeTable(results);
   if (bridge) {
     parts.push(
-      '### Cost of one bridge round trip (issue 5)\n\n' +
+      '### Cost of one bridge round trip\n\n' +
         'With one connection each round trip is one loop iteration: its round-trip time is one iteration of the ' +
         'server plus the load generator, the kernel and the wake-ups, and all of that but the iteration is the ' +
         'same in sync and thread mode. Thread mode adds one hand-off native thread → JS (batch delivery through ' +

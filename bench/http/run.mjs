@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The HTTP benchmark (issue 7): wrk, keep-alive, against asyncore-http's hello page and the
+// The HTTP benchmark: wrk, keep-alive, against asyncore-http's hello page and the
 // same page from node:http, in one run. Each server is pinned to CPU 0 and wrk to CPU 1.
 //
 //   node bench/http/run.mjs [--duration 5] [--runs 3] [--connections 50]
@@ -54,7 +54,7 @@ try {
   }
   for (let i = 0; i < runs; i++) {
     for (const server of started) {
-      // Other sessions share these two cores: a run they disturbed is measured again (up to
+      // Other processes share these two cores: a run they disturbed is measured again (up to
       // `runs` times per server), and the least disturbed attempt is kept.
       let best = measure(server.child, server.port, options);
       while (best.others > DISTURBED && server.retries > 0) {
