@@ -7,11 +7,8 @@ import { readdirSync } from 'node:fs';
 import {
   Dispatcher,
   DispatcherWithSend,
-  type ScheduledCall,
   type Socket,
   type SocketMap,
-  callLater,
-  closeAll,
   loop,
   loopSync,
   poll,
@@ -20,7 +17,7 @@ import {
 } from 'asyncore';
 import { afterEach, describe, expect, it } from 'vitest';
 
-import { BACKENDS, EchoHandler, MODES, runLoop } from './helpers.js';
+import { BACKENDS, EchoHandler, MODES, closeTestMaps, runLoop, testMap } from './helpers.js';
 
 /** A dispatcher registered under `key`, whatever that number is. */
 class Registered extends Dispatcher {
@@ -84,21 +81,12 @@ function closedFdNumber(): number {
   return fd;
 }
 
-const maps: SocketMap[] = [];
-const timers: ScheduledCall[] = [];
-
+/** A map of this test's, closed after it at the latest 10 s in, so a broken loop cannot hang. */
 function newMap(): SocketMap {
-  const map: SocketMap = new Map();
-  maps.push(map);
-  // A backstop: a broken loop ends (and the test fails on its assertions) instead of hanging.
-  timers.push(callLater(10, () => closeAll(map, true), map));
-  return map;
+  return testMap(10);
 }
 
-afterEach(() => {
-  for (const timer of timers.splice(0)) timer.cancel();
-  for (const map of maps.splice(0)) closeAll(map, true);
-});
+afterEach(closeTestMaps);
 
 const KEYS: [string, () => number][] = [
   ['a closed fd number', closedFdNumber],

@@ -17,7 +17,7 @@ import {
 } from 'asyncore';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 
-import { BACKENDS, MODES, runLoop } from './helpers.js';
+import { BACKENDS, MODES, closeTestMaps, runLoop, testMap } from './helpers.js';
 
 async function failureOf(run: Promise<void>): Promise<unknown> {
   try {
@@ -38,24 +38,22 @@ class Idle extends Dispatcher {
   }
 }
 
-const maps: SocketMap[] = [];
+/** Timers a test started: cancelled after it, whatever it left running. */
 const timers: ScheduledCall[] = [];
 
 function idleMap(): { map: SocketMap; idle: Idle } {
-  const map: SocketMap = new Map();
-  maps.push(map);
+  // A backstop: a broken loop ends (and the test fails on its assertions) instead of hanging.
+  const map = testMap(10);
   const idle = new Idle(null, map);
   idle.createSocket(AF_INET);
   idle.bind(['127.0.0.1', 0]);
   idle.listen(1);
-  // A backstop: a broken loop ends (and the test fails on its assertions) instead of hanging.
-  timers.push(callLater(10, () => closeAll(map, true), map));
   return { map, idle };
 }
 
 afterEach(() => {
   for (const timer of timers.splice(0)) timer.cancel();
-  for (const map of maps.splice(0)) closeAll(map, true);
+  closeTestMaps();
   vi.restoreAllMocks();
 });
 

@@ -26,7 +26,7 @@ import {
 } from 'asyncore';
 import { afterEach, describe, expect, it } from 'vitest';
 
-import { BACKENDS, DIST, EchoHandler, EchoServer, ROOT, waitExit } from './helpers.js';
+import { BACKENDS, DIST, EchoHandler, EchoServer, ROOT, closeTestMaps, testMap, waitExit } from './helpers.js';
 
 // --- Servers and clients -------------------------------------------------------------------
 
@@ -127,16 +127,9 @@ function netPort(server: net.Server): number {
 
 // Every test polls maps of its own; whatever a failed test left open is closed here, which
 // also ends any loop() still running on it.
-const maps: SocketMap[] = [];
-function newMap(): SocketMap {
-  const map: SocketMap = new Map();
-  maps.push(map);
-  return map;
-}
+const newMap = (): SocketMap => testMap();
 
-afterEach(() => {
-  for (const map of maps.splice(0)) closeAll(map, true);
-});
+afterEach(closeTestMaps);
 
 // --- Node stays responsive -----------------------------------------------------------------
 

@@ -17,10 +17,13 @@ import {
   Dispatcher,
   DispatcherWithSend,
   type LoopOptions,
+  type ScheduledCall,
   Socket,
   SocketError,
   type SocketMap,
   availableBackends,
+  callLater,
+  closeAll,
   loop,
   loopSync,
 } from 'asyncore';
@@ -121,6 +124,28 @@ export class EchoServer extends Dispatcher {
   protected newHandler(sock: Socket): Dispatcher {
     return new EchoHandler(sock, this._map);
   }
+}
+
+const testMaps: SocketMap[] = [];
+const backstops: ScheduledCall[] = [];
+
+/**
+ * A fresh map for one test; closeTestMaps() (in afterEach) closes whatever the test left in it,
+ * which also ends a loop() still running on it. With `backstopSeconds`, a timer in the map
+ * closes it then, so a broken loop ends (and the test fails on its assertions) instead of
+ * hanging.
+ */
+export function testMap(backstopSeconds?: number): SocketMap {
+  const map: SocketMap = new Map();
+  testMaps.push(map);
+  if (backstopSeconds !== undefined) backstops.push(callLater(backstopSeconds, () => closeAll(map, true), map));
+  return map;
+}
+
+/** Cancels the backstops and closes every map testMap() made. */
+export function closeTestMaps(): void {
+  for (const timer of backstops.splice(0)) timer.cancel();
+  for (const map of testMaps.splice(0)) closeAll(map, true);
 }
 
 /** The error `fn` throws; fails the test if it throws none. */
