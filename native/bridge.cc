@@ -16,7 +16,7 @@
 // batch, and the next JS turn applies the change. wake() writes an eventfd and is safe at
 // any time.
 //
-// Lifetime (see ../shared research on thread-safe functions): the thread only ever calls
+// Lifetime: the thread only ever calls
 // NonBlockingCall and stops on napi_closing; an environment cleanup hook, registered after
 // the thread-safe function, wakes and joins the thread and then releases the function, so
 // process.exit() and worker.terminate() find nothing running. State the thread touches

@@ -21,8 +21,7 @@ import {
 } from 'asyncore';
 import { afterEach, describe, expect, it } from 'vitest';
 
-import { recvExactly, removeUnixPath, whenReady } from './fixtures/h1-util.js';
-import { FAMILIES, type Family } from './helpers.js';
+import { FAMILIES, type Family, errorOf, recvExactly, removeUnixPath, whenReady } from './helpers.js';
 
 const EINPROGRESS = 115;
 // File status flags as /proc/<pid>/fdinfo prints them (octal).
@@ -113,10 +112,10 @@ describe.each(FAMILIES)('Socket over $name', (family) => {
 
   it('throws EAGAIN from recv() and accept() when nothing is there', () => {
     const { listener, server } = connectedPair(family);
-    const recvError = captureError(() => server.recv(10));
+    const recvError = errorOf(() => server.recv(10));
     expect(recvError).toBeInstanceOf(SocketError);
     expect(recvError).toMatchObject({ code: 'EAGAIN', errno: 11, syscall: 'recv' });
-    expect(captureError(() => listener.accept())).toMatchObject({ code: 'EAGAIN', syscall: 'accept' });
+    expect(errorOf(() => listener.accept())).toMatchObject({ code: 'EAGAIN', syscall: 'accept' });
   });
 
   it('creates sockets non-blocking and close-on-exec, accepted ones too', () => {
@@ -163,7 +162,7 @@ describe.each(FAMILIES)('Socket over $name', (family) => {
     // Message boundaries are kept.
     const [second] = whenReady(() => receiver.recvfrom(100));
     expect(second.toString()).toBe('two');
-    expect(captureError(() => receiver.recvfrom(100))).toMatchObject({ code: 'EAGAIN', syscall: 'recvfrom' });
+    expect(errorOf(() => receiver.recvfrom(100))).toMatchObject({ code: 'EAGAIN', syscall: 'recvfrom' });
   });
 });
 
@@ -176,7 +175,7 @@ describe('socketpair', () => {
     expect(recvExactly(b, 4).toString()).toBe('ping');
     b.send('pong');
     expect(recvExactly(a, 4).toString()).toBe('pong');
-    expect(captureError(() => a.recv(1))).toMatchObject({ code: 'EAGAIN', errno: 11, syscall: 'recv' });
+    expect(errorOf(() => a.recv(1))).toMatchObject({ code: 'EAGAIN', errno: 11, syscall: 'recv' });
   });
 
   it('gives datagram pairs that keep message boundaries', () => {
@@ -193,7 +192,7 @@ describe('sending to a closed peer', () => {
   it('throws EPIPE instead of raising SIGPIPE (socketpair)', () => {
     const [a, b] = socketpair().map(track) as [Socket, Socket];
     b.close();
-    const err = captureError(() => a.send('nobody listens'));
+    const err = errorOf(() => a.send('nobody listens'));
     expect(err).toBeInstanceOf(SocketError);
     expect(err).toMatchObject({ code: 'EPIPE', errno: 32, syscall: 'send' });
     // Had SIGPIPE been raised, this worker would be dead by now.
@@ -244,7 +243,7 @@ describe('Socket.fromFd', () => {
     adopted.send('through the adopted fd');
     expect(recvExactly(b, 22).toString()).toBe('through the adopted fd');
     // It is non-blocking too.
-    expect(captureError(() => adopted.recv(1))).toMatchObject({ code: 'EAGAIN' });
+    expect(errorOf(() => adopted.recv(1))).toMatchObject({ code: 'EAGAIN' });
   });
 
   it('reads the family and type of an IPv4 listener', () => {
@@ -279,12 +278,3 @@ describe('name resolution', () => {
     expect((sock.getsockname() as readonly [string, number])[0]).toBe('0.0.0.0');
   });
 });
-
-function captureError(fn: () => unknown): unknown {
-  try {
-    fn();
-  } catch (err) {
-    return err;
-  }
-  throw new Error('expected an error, none was thrown');
-}

@@ -20,8 +20,7 @@ import {
 } from 'asyncore';
 import { afterEach, describe, expect, it } from 'vitest';
 
-import { callUntyped, constructUntyped, recvExactly, removeUnixPath, sleepSync } from './fixtures/h1-util.js';
-import { unixPath } from './helpers.js';
+import { callUntyped, constructUntyped, errorOf, recvExactly, removeUnixPath, sleepSync, unixPath } from './helpers.js';
 
 const opened: Socket[] = [];
 const unixPaths: Address[] = [];
@@ -29,15 +28,6 @@ const unixPaths: Address[] = [];
 function track(sock: Socket): Socket {
   opened.push(sock);
   return sock;
-}
-
-function errorOf(fn: () => unknown): unknown {
-  try {
-    fn();
-  } catch (err) {
-    return err;
-  }
-  throw new Error('expected an error, none was thrown');
 }
 
 afterEach(() => {

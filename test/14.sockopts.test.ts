@@ -33,7 +33,7 @@ import {
 } from 'asyncore';
 import { afterEach, describe, expect, it } from 'vitest';
 
-import { callUntyped, whenReady } from './fixtures/h1-util.js';
+import { callUntyped, whenReady } from './helpers.js';
 import { BACKENDS, waitExit } from './helpers.js';
 
 const LITTLE_ENDIAN = endianness() === 'LE';

@@ -26,8 +26,7 @@ import {
 } from 'asyncore';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 
-import { whenReady } from './fixtures/h1-util.js';
-import { DIST, run } from './helpers.js';
+import { DIST, run, whenReady } from './helpers.js';
 
 afterEach(() => {
   vi.restoreAllMocks();

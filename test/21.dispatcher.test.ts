@@ -11,7 +11,6 @@ import {
   Dispatcher,
   DispatcherWithSend,
   ExitNow,
-  type LoopOptions,
   SOCK_STREAM,
   SOL_SOCKET,
   SO_REUSEADDR,
@@ -20,13 +19,10 @@ import {
   SocketError,
   type SocketMap,
   closeAll,
-  loop,
-  loopSync,
 } from 'asyncore';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
-import { removeUnixPath } from './fixtures/h1-util.js';
-import { BACKENDS, FAMILIES, type Family, MODES, type Mode } from './helpers.js';
+import { BACKENDS, FAMILIES, type Family, MODES, type Mode, removeUnixPath, runLoop } from './helpers.js';
 
 type Backend = (typeof BACKENDS)[number];
 
@@ -48,12 +44,6 @@ const MSG_OOB = 1;
 // /proc/<pid>/fdinfo prints the file status flags in octal.
 const O_NONBLOCK = 0o4000;
 const O_CLOEXEC = 0o2000000;
-
-/** One loop call in the given mode; loopSync's exceptions come back as a rejection. */
-async function runLoop(mode: Mode, options: LoopOptions): Promise<void> {
-  if (mode === 'sync') loopSync(options);
-  else await loop(options);
-}
 
 /** Addresses bound during a test, removed afterwards (AF_UNIX leaves files behind). */
 const boundAddresses: Address[] = [];

@@ -14,13 +14,10 @@ import {
   SocketError,
   type SocketMap,
   closeAll,
-  loop,
-  loopSync,
 } from 'asyncore';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
-import { constructUntyped, whenReady } from './fixtures/h1-util.js';
-import { BACKENDS, MODES, type Mode } from './helpers.js';
+import { BACKENDS, MODES, constructUntyped, errorOf, runLoop, whenReady } from './helpers.js';
 
 const O_NONBLOCK = 0o4000;
 const CONTENT = Buffer.from("It's not dead, it's sleeping!");
@@ -54,20 +51,6 @@ function fifo(): { reader: number; writer: number } {
 function statusFlags(fd: number): number {
   const match = /flags:\s+([0-7]+)/.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'));
   return Number.parseInt(match?.[1] ?? 'x', 8);
-}
-
-function errorOf(fn: () => unknown): unknown {
-  try {
-    fn();
-  } catch (err) {
-    return err;
-  }
-  throw new Error('expected an error, none was thrown');
-}
-
-async function runLoop(mode: Mode, options: Parameters<typeof loopSync>[0]): Promise<void> {
-  if (mode === 'sync') loopSync(options);
-  else await loop(options);
 }
 
 beforeEach(() => {

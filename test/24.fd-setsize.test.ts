@@ -1,7 +1,7 @@
 // select() cannot watch an fd >= FD_SETSIZE (1024). The package must say so with a RangeError
 // that names the fd and points to poll/epoll, and never write outside an fd_set; poll and
 // epoll must serve such fds. A child process with `ulimit -n 4096` opens > 1024 fds first
-// (test/fixtures/h1-fd-setsize.mjs) and reports what each backend did, in both loop modes.
+// (test/fixtures/fd-setsize.mjs) and reports what each backend did, in both loop modes.
 import { join } from 'node:path';
 
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -9,7 +9,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { BACKENDS, DIST, ROOT, run } from './helpers.js';
 
 const FD_SETSIZE = 1024;
-const SCRIPT = join(ROOT, 'test', 'fixtures', 'h1-fd-setsize.mjs');
+const SCRIPT = join(ROOT, 'test', 'fixtures', 'fd-setsize.mjs');
 /** The backends that must serve fds above the limit: poll, and epoll where it is built. */
 const UNLIMITED = (['poll', 'epoll'] as const).filter((name) => BACKENDS.includes(name));
 

@@ -1,37 +1,20 @@
 // No fd leaks: thousands of create / connect / accept / exchange / close cycles through
 // dispatchers and the loop leave /proc/self/fd as it was, on every backend and in both modes.
-import {
-  type Address,
-  Dispatcher,
-  DispatcherWithSend,
-  type LoopOptions,
-  Socket,
-  type SocketMap,
-  closeAll,
-  loop,
-  loopSync,
-} from 'asyncore';
+import { type Address, Dispatcher, Socket, type SocketMap, closeAll } from 'asyncore';
 import { afterEach, describe, expect, it } from 'vitest';
 
-import { removeUnixPath } from './fixtures/h1-util.js';
-import { BACKENDS, FAMILIES, type Family, type Mode, openFds } from './helpers.js';
+import {
+  BACKENDS,
+  EchoHandler,
+  FAMILIES,
+  type Family,
+  type Mode,
+  openFds,
+  removeUnixPath,
+  runLoop,
+} from './helpers.js';
 
 type Backend = (typeof BACKENDS)[number];
-
-async function runLoop(mode: Mode, options: LoopOptions): Promise<void> {
-  if (mode === 'sync') loopSync(options);
-  else await loop(options);
-}
-
-class EchoHandler extends DispatcherWithSend {
-  override handleRead(): void {
-    const data = this.recv(4096);
-    if (data.length > 0) this.send(data);
-  }
-  override handleClose(): void {
-    this.close();
-  }
-}
 
 /** Accepts one connection, hands it to an EchoHandler, and stops listening. */
 class OneShotServer extends Dispatcher {

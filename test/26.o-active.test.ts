@@ -8,15 +8,13 @@ import {
   DispatcherWithSend,
   type SocketMap,
   closeAll,
-  loop,
-  loopSync,
   Socket,
   socketpair,
 } from 'asyncore';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 
 import { declareBuiltInPredicates } from '../src/dispatcher.js';
-import { BACKENDS, BEST_BACKEND, MODES, type Mode } from './helpers.js';
+import { BACKENDS, BEST_BACKEND, MODES, runLoop } from './helpers.js';
 
 const IDLE_PAIRS = 5000; // 10,000 idle dispatchers
 
@@ -48,11 +46,6 @@ class Idle extends DispatcherWithSend {
   override handleClose(): void {
     this.close();
   }
-}
-
-async function runLoop(mode: Mode, options: Parameters<typeof loopSync>[0]): Promise<void> {
-  if (mode === 'sync') loopSync(options);
-  else await loop(options);
 }
 
 describe('O(active) iterations', () => {

@@ -7,12 +7,8 @@ import { readdirSync } from 'node:fs';
 import {
   Dispatcher,
   DispatcherWithSend,
-  type LoopOptions,
-  type ScheduledCall,
   type Socket,
   type SocketMap,
-  callLater,
-  closeAll,
   loop,
   loopSync,
   poll,
@@ -21,12 +17,7 @@ import {
 } from 'asyncore';
 import { afterEach, describe, expect, it } from 'vitest';
 
-import { BACKENDS, MODES, type Mode } from './helpers.js';
-
-async function runLoop(mode: Mode, options: LoopOptions): Promise<void> {
-  if (mode === 'thread') return loop(options);
-  loopSync(options);
-}
+import { BACKENDS, EchoHandler, MODES, closeTestMaps, runLoop, testMap } from './helpers.js';
 
 /** A dispatcher registered under `key`, whatever that number is. */
 class Registered extends Dispatcher {
@@ -44,25 +35,13 @@ class Registered extends Dispatcher {
   }
 }
 
-/** Echoes what it reads. */
-class Echo extends DispatcherWithSend {
-  override handleRead(): void {
-    const data = this.recv(4096);
-    if (data.length > 0) this.send(data);
-  }
-
-  override handleClose(): void {
-    this.close();
-  }
-}
-
 /** Sends `message`, then closes itself and the echo once all of it came back. */
 class Client extends DispatcherWithSend {
   received = Buffer.alloc(0);
   readonly #message: Buffer;
-  readonly #echo: Echo;
+  readonly #echo: EchoHandler;
 
-  constructor(sock: Socket, map: SocketMap, message: Buffer, echo: Echo) {
+  constructor(sock: Socket, map: SocketMap, message: Buffer, echo: EchoHandler) {
     super(sock, map);
     this.#message = message;
     this.#echo = echo;
@@ -90,7 +69,7 @@ const MESSAGE = Buffer.from('bad fds must not stop the echo\n'.repeat(100));
 /** An echo pair in `map`: a client and its echo over a socketpair. */
 function echoPair(map: SocketMap): Client {
   const [a, b] = socketpair();
-  const echo = new Echo(b, map);
+  const echo = new EchoHandler(b, map);
   return new Client(a, map, MESSAGE, echo);
 }
 
@@ -102,21 +81,12 @@ function closedFdNumber(): number {
   return fd;
 }
 
-const maps: SocketMap[] = [];
-const timers: ScheduledCall[] = [];
-
+/** A map of this test's, closed after it at the latest 10 s in, so a broken loop cannot hang. */
 function newMap(): SocketMap {
-  const map: SocketMap = new Map();
-  maps.push(map);
-  // A backstop: a broken loop ends (and the test fails on its assertions) instead of hanging.
-  timers.push(callLater(10, () => closeAll(map, true), map));
-  return map;
+  return testMap(10);
 }
 
-afterEach(() => {
-  for (const timer of timers.splice(0)) timer.cancel();
-  for (const map of maps.splice(0)) closeAll(map, true);
-});
+afterEach(closeTestMaps);
 
 const KEYS: [string, () => number][] = [
   ['a closed fd number', closedFdNumber],

@@ -8,23 +8,16 @@ import {
   AF_INET,
   Dispatcher,
   ExitNow,
-  type LoopOptions,
   type ScheduledCall,
   type SocketMap,
   callEvery,
   callLater,
   closeAll,
   loop,
-  loopSync,
 } from 'asyncore';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 
-import { BACKENDS, MODES, type Mode } from './helpers.js';
-
-async function runLoop(mode: Mode, options: LoopOptions): Promise<void> {
-  if (mode === 'thread') return loop(options);
-  loopSync(options);
-}
+import { BACKENDS, MODES, closeTestMaps, runLoop, testMap } from './helpers.js';
 
 async function failureOf(run: Promise<void>): Promise<unknown> {
   try {
@@ -45,24 +38,22 @@ class Idle extends Dispatcher {
   }
 }
 
-const maps: SocketMap[] = [];
+/** Timers a test started: cancelled after it, whatever it left running. */
 const timers: ScheduledCall[] = [];
 
 function idleMap(): { map: SocketMap; idle: Idle } {
-  const map: SocketMap = new Map();
-  maps.push(map);
+  // A backstop: a broken loop ends (and the test fails on its assertions) instead of hanging.
+  const map = testMap(10);
   const idle = new Idle(null, map);
   idle.createSocket(AF_INET);
   idle.bind(['127.0.0.1', 0]);
   idle.listen(1);
-  // A backstop: a broken loop ends (and the test fails on its assertions) instead of hanging.
-  timers.push(callLater(10, () => closeAll(map, true), map));
   return { map, idle };
 }
 
 afterEach(() => {
   for (const timer of timers.splice(0)) timer.cancel();
-  for (const map of maps.splice(0)) closeAll(map, true);
+  closeTestMaps();
   vi.restoreAllMocks();
 });
 

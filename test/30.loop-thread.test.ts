@@ -26,43 +26,9 @@ import {
 } from 'asyncore';
 import { afterEach, describe, expect, it } from 'vitest';
 
-import { BACKENDS, DIST, ROOT, waitExit } from './helpers.js';
+import { BACKENDS, DIST, EchoHandler, EchoServer, ROOT, closeTestMaps, testMap, waitExit } from './helpers.js';
 
 // --- Servers and clients -------------------------------------------------------------------
-
-class EchoHandler extends DispatcherWithSend {
-  override handleRead(): void {
-    const data = this.recv(8192);
-    if (data.length > 0) this.send(data);
-  }
-
-  override handleClose(): void {
-    this.close();
-  }
-}
-
-/** A listener on 127.0.0.1 that echoes on every accepted connection (Python's classic pair). */
-class EchoServer extends Dispatcher {
-  constructor(map: SocketMap) {
-    super(null, map);
-    this.createSocket(AF_INET);
-    this.setReuseAddr();
-    this.bind(['127.0.0.1', 0]);
-    this.listen(128);
-  }
-
-  get port(): number {
-    return portOf(this);
-  }
-
-  override handleAccepted(sock: Socket): void {
-    this.newHandler(sock);
-  }
-
-  protected newHandler(sock: Socket): Dispatcher {
-    return new EchoHandler(sock, this._map);
-  }
-}
 
 /** A client that only sends: what comes back is read and dropped. */
 class QuietSender extends DispatcherWithSend {
@@ -75,14 +41,6 @@ class QuietSender extends DispatcherWithSend {
   override handleClose(): void {
     this.close();
   }
-}
-
-function portOf(dispatcher: Dispatcher): number {
-  const sock = dispatcher.socket;
-  if (!(sock instanceof Socket)) throw new Error(`${String(dispatcher)} has no socket`);
-  const name = sock.getsockname();
-  if (typeof name === 'string') throw new Error(`${String(dispatcher)} is not an inet socket`);
-  return name[1];
 }
 
 /**
@@ -169,16 +127,9 @@ function netPort(server: net.Server): number {
 
 // Every test polls maps of its own; whatever a failed test left open is closed here, which
 // also ends any loop() still running on it.
-const maps: SocketMap[] = [];
-function newMap(): SocketMap {
-  const map: SocketMap = new Map();
-  maps.push(map);
-  return map;
-}
+const newMap = (): SocketMap => testMap();
 
-afterEach(() => {
-  for (const map of maps.splice(0)) closeAll(map, true);
-});
+afterEach(closeTestMaps);
 
 // --- Node stays responsive -----------------------------------------------------------------
 
@@ -540,7 +491,7 @@ describe('loop() edges', () => {
 // --- ref / unref -----------------------------------------------------------------------------
 
 describe('loop() keeps Node alive unless unref()ed', () => {
-  const fixture = join(ROOT, 'test', 'fixtures', 'h5-unref.mjs');
+  const fixture = join(ROOT, 'test', 'fixtures', 'loop-unref.mjs');
   const index = join(DIST, 'index.js');
 
   interface ChildResult {

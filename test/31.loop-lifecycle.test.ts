@@ -2,7 +2,8 @@
 // empties, and neither process.exit(), worker.terminate(), process.exit() inside a worker
 // nor a SIGTERM that closes the map may crash Node, even with a batch queued on the
 // thread-safe function and not yet delivered. Each scenario runs in a child process
-// (test/fixtures/h5-*.mjs, loading the built package) so a crash is an exit status here
+// (test/fixtures/loop-completes.mjs, exit-mid-loop.mjs, worker-host.mjs and
+// sigterm-close-all.mjs, loading the built package) so a crash is an exit status here
 // rather than the end of the test run.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { join } from 'node:path';
@@ -70,7 +71,7 @@ const CRASH = /terminate called|Aborted|double free|corruption|Segmentation faul
 
 describe.each(BACKENDS)('loop() on %s in a child process', (backend) => {
   it('runs to completion when its map empties and the child exits 0 promptly, silently', async () => {
-    const result = await runFixture('h5-complete.mjs', [backend], 10_000);
+    const result = await runFixture('loop-completes.mjs', [backend], 10_000);
     expect(result.stderr).toBe('');
     expect(result.signal).toBeNull();
     expect(result.code).toBe(0);
@@ -80,7 +81,7 @@ describe.each(BACKENDS)('loop() on %s in a child process', (backend) => {
   });
 
   it('leaves with process.exit(3) from a timer while traffic flows, without aborting', async () => {
-    const result = await runFixture('h5-exit-mid-loop.mjs', [backend], 10_000);
+    const result = await runFixture('exit-mid-loop.mjs', [backend], 10_000);
     expect(result.stderr).not.toMatch(CRASH);
     expect(result.signal).toBeNull();
     expect(result.code).toBe(3);
@@ -90,7 +91,7 @@ describe.each(BACKENDS)('loop() on %s in a child process', (backend) => {
 
 describe('loop() in worker threads', () => {
   it('survives 20 workers terminated one after another while their loops serve traffic', async () => {
-    const result = await runFixture('h5-worker-host.mjs', ['terminate-serving', '20'], 30_000);
+    const result = await runFixture('worker-host.mjs', ['terminate-serving', '20'], 30_000);
     expect(result.stderr).not.toMatch(CRASH);
     expect(result.signal).toBeNull();
     expect(result.stdout).toBe('survived 20\n');
@@ -102,7 +103,7 @@ describe('loop() in worker threads', () => {
   // its polling thread queues the next batch). Half of the workers call process.exit(0)
   // themselves, half are terminated by the host.
   it('survives 200 workers ending with an echo batch in flight', async () => {
-    const result = await runFixture('h5-worker-host.mjs', ['in-flight', '200'], 50_000);
+    const result = await runFixture('worker-host.mjs', ['in-flight', '200'], 50_000);
     expect(result.stderr).not.toMatch(CRASH);
     expect(result.signal).toBeNull();
     expect(result.stdout).toBe('survived 200\n');
@@ -113,7 +114,7 @@ describe('loop() in worker threads', () => {
 describe('loop() and signals', () => {
   it('a SIGTERM listener that calls closeAll() ends the loop and the child exits 0', async () => {
     let signalled = false;
-    const result = await runFixture('h5-sigterm.mjs', [], 10_000, (stdout, child) => {
+    const result = await runFixture('sigterm-close-all.mjs', [], 10_000, (stdout, child) => {
       if (!signalled && stdout.includes('ready\n')) {
         signalled = true;
         child.kill('SIGTERM');

@@ -5,28 +5,10 @@
 // polling thread, which otherwise waits out its full timeout.
 import { performance } from 'node:perf_hooks';
 
-import {
-  AF_INET,
-  Dispatcher,
-  ExitNow,
-  type LoopOptions,
-  type ScheduledCall,
-  type SocketMap,
-  callLater,
-  closeAll,
-  loop,
-  loopSync,
-} from 'asyncore';
+import { AF_INET, Dispatcher, ExitNow, type ScheduledCall, type SocketMap, callLater, closeAll, loop } from 'asyncore';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 
-import { MODES, type Mode } from './helpers.js';
-
-/** Runs the loop in `mode` and settles when it returns (loopSync) or its promise settles. */
-async function runLoop(mode: Mode, options: LoopOptions): Promise<void> {
-  if (mode === 'thread') return loop(options);
-  // An async function turns what loopSync throws into a rejection.
-  loopSync(options);
-}
+import { MODES, runLoop } from './helpers.js';
 
 /**
  * A map whose loop only ends when a timer closes it: it holds a listener nobody connects to.

@@ -1,10 +1,10 @@
 // Loop options are checked before anything runs, as API.md lists: not an object or a field of
 // the wrong type -> TypeError (loop() rejects with it); a negative or NaN timeout or count ->
 // RangeError; an unknown backend -> Error. poll()/poll2() check their arguments the same way.
-import { AF_INET, Dispatcher, type LoopOptions, type SocketMap, closeAll, loop, loopSync, poll, poll2 } from 'asyncore';
+import { AF_INET, Dispatcher, type LoopOptions, type SocketMap, loop, loopSync, poll, poll2 } from 'asyncore';
 import { afterEach, describe, expect, it } from 'vitest';
 
-import { MODES, type Mode } from './helpers.js';
+import { MODES, type Mode, closeTestMaps, testMap } from './helpers.js';
 
 /** A listener that counts how often the loop asked it readable(): it must never be asked. */
 class Watched extends Dispatcher {
@@ -16,11 +16,8 @@ class Watched extends Dispatcher {
   }
 }
 
-const maps: SocketMap[] = [];
-
 function watchedMap(): { map: SocketMap; watched: Watched } {
-  const map: SocketMap = new Map();
-  maps.push(map);
+  const map = testMap();
   const watched = new Watched(null, map);
   watched.createSocket(AF_INET);
   watched.bind(['127.0.0.1', 0]);
@@ -28,9 +25,7 @@ function watchedMap(): { map: SocketMap; watched: Watched } {
   return { map, watched };
 }
 
-afterEach(() => {
-  for (const map of maps.splice(0)) closeAll(map, true);
-});
+afterEach(closeTestMaps);
 
 /** What running the loop in `mode` with `options` threw or rejected with. */
 async function failureOf(mode: Mode, options: unknown): Promise<unknown> {

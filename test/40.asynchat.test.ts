@@ -22,8 +22,7 @@ import {
 } from 'asyncore';
 import { afterEach, describe, expect, it } from 'vitest';
 
-import { callUntyped } from './fixtures/h1-util.js';
-import { BACKENDS, MODES, type Mode } from './helpers.js';
+import { BACKENDS, EchoServer, MODES, type Mode, callUntyped } from './helpers.js';
 
 const SERVER_QUIT = Buffer.from('QUIT\n');
 const EMPTY = Buffer.alloc(0);
@@ -74,7 +73,7 @@ class EchoConnection extends Dispatcher {
 }
 
 /** Python's echo_server: accepts one connection, then stops listening. */
-class EchoServer extends Dispatcher {
+class ChatEchoServer extends EchoServer {
   connection: EchoConnection | null = null;
 
   constructor(
@@ -82,15 +81,7 @@ class EchoServer extends Dispatcher {
     readonly chunkSize = 1,
     readonly holdEcho = false,
   ) {
-    super(null, map);
-    this.createSocket(AF_INET);
-    this.bind(['127.0.0.1', 0]);
-    this.listen(5);
-  }
-
-  get port(): number {
-    const name = this.socket instanceof Socket ? this.socket.getsockname() : '';
-    return typeof name === 'string' ? 0 : name[1];
+    super(map);
   }
 
   override handleAccepted(sock: Socket): void {
@@ -149,7 +140,7 @@ describe.each(MODES.flatMap((mode) => BACKENDS.map((backend) => ({ mode, backend
     });
 
     async function lineTerminatorCheck(term: string, chunkSize: number): Promise<void> {
-      const server = new EchoServer(map, chunkSize);
+      const server = new ChatEchoServer(map, chunkSize);
       const client = new EchoClient(Buffer.from(term), server.port, map);
       client.push(Buffer.from('hello '));
       client.push(Buffer.from(`world${term}`));
@@ -172,7 +163,7 @@ describe.each(MODES.flatMap((mode) => BACKENDS.map((backend) => ({ mode, backend
     });
 
     it.each([1, 6])('reads a numeric terminator of %i bytes, then stops reporting', async (n) => {
-      const server = new EchoServer(map);
+      const server = new ChatEchoServer(map);
       const client = new EchoClient(n, server.port, map);
       const data = Buffer.from("hello world, I'm not dead yet!\n");
       client.push(data);
@@ -185,7 +176,7 @@ describe.each(MODES.flatMap((mode) => BACKENDS.map((backend) => ({ mode, backend
     });
 
     it('with a null terminator collects everything and reports nothing', async () => {
-      const server = new EchoServer(map);
+      const server = new ChatEchoServer(map);
       const client = new EchoClient(null, server.port, map);
       const data = Buffer.from("hello world, I'm not dead yet!\n");
       client.push(data);
@@ -196,7 +187,7 @@ describe.each(MODES.flatMap((mode) => BACKENDS.map((backend) => ({ mode, backend
     });
 
     it('sends through a SimpleProducer', async () => {
-      const server = new EchoServer(map);
+      const server = new ChatEchoServer(map);
       const client = new EchoClient(Buffer.from('\n'), server.port, map);
       const data = Buffer.from("hello world\nI'm not dead yet!\n");
       client.pushWithProducer(new SimpleProducer(Buffer.concat([data, SERVER_QUIT]), 8));
@@ -205,7 +196,7 @@ describe.each(MODES.flatMap((mode) => BACKENDS.map((backend) => ({ mode, backend
     });
 
     it('takes plain bytes as a producer', async () => {
-      const server = new EchoServer(map);
+      const server = new ChatEchoServer(map);
       const client = new EchoClient(Buffer.from('\n'), server.port, map);
       client.pushWithProducer(Buffer.from("hello world\nI'm not dead yet!\nQUIT\n"));
       await runLoop(mode, backend, map);
@@ -213,7 +204,7 @@ describe.each(MODES.flatMap((mode) => BACKENDS.map((backend) => ({ mode, backend
     });
 
     it('reports an empty line as an empty message', async () => {
-      const server = new EchoServer(map);
+      const server = new ChatEchoServer(map);
       const client = new EchoClient(Buffer.from('\n'), server.port, map);
       client.push(Buffer.from("hello world\n\nI'm not dead yet!\n"));
       client.push(SERVER_QUIT);
@@ -222,7 +213,7 @@ describe.each(MODES.flatMap((mode) => BACKENDS.map((backend) => ({ mode, backend
     });
 
     it('closeWhenDone() closes the channel once everything queued is sent', async () => {
-      const server = new EchoServer(map, 1, true);
+      const server = new ChatEchoServer(map, 1, true);
       const client = new EchoClient(Buffer.from('\n'), server.port, map);
       const data = Buffer.from("hello world\nI'm not dead yet!\n");
       client.push(data);
@@ -235,8 +226,8 @@ describe.each(MODES.flatMap((mode) => BACKENDS.map((backend) => ({ mode, backend
       expect(server.connection?.received.toString()).toBe(`${data.toString()}QUIT\n`);
     });
 
-    it('push() takes Buffers and Uint8Arrays, and refuses numbers and strings (issue #12523)', async () => {
-      const server = new EchoServer(map);
+    it('push() takes Buffers and Uint8Arrays, and refuses numbers and strings', async () => {
+      const server = new ChatEchoServer(map);
       const client = new EchoClient(Buffer.from('\n'), server.port, map);
       const data = Buffer.from('bytes\n');
       client.push(data);
@@ -250,7 +241,7 @@ describe.each(MODES.flatMap((mode) => BACKENDS.map((backend) => ({ mode, backend
     });
 
     it('push() of a large amount arrives whole and in order', async () => {
-      const server = new EchoServer(map, 65536);
+      const server = new ChatEchoServer(map, 65536);
       const client = new EchoClient(Buffer.from('\r\n'), server.port, map);
       client.acOutBufferSize = 4096;
       const lines = Array.from({ length: 50_000 }, (_, i) => `line ${i} ${'x'.repeat(i % 37)}`);
@@ -265,7 +256,7 @@ describe.each(MODES.flatMap((mode) => BACKENDS.map((backend) => ({ mode, backend
     });
 
     it('with useEncoding takes strings, encoded with `encoding`', async () => {
-      const server = new EchoServer(map, 3);
+      const server = new ChatEchoServer(map, 3);
       const client = new EchoClient(null, server.port, map);
       client.useEncoding = true;
       client.setTerminator('\r\n');
@@ -278,7 +269,7 @@ describe.each(MODES.flatMap((mode) => BACKENDS.map((backend) => ({ mode, backend
     });
 
     it('discardBuffers() drops what is queued to send', async () => {
-      const server = new EchoServer(map);
+      const server = new ChatEchoServer(map);
       const client = new EchoClient(Buffer.from('\n'), server.port, map);
       // Not connected yet: push() only queues.
       client.push(Buffer.from('never sent\n'));
@@ -290,7 +281,7 @@ describe.each(MODES.flatMap((mode) => BACKENDS.map((backend) => ({ mode, backend
     });
 
     it('discardBuffers() inside foundTerminator() drops the rest of the input', async () => {
-      const server = new EchoServer(map, 1 << 16);
+      const server = new ChatEchoServer(map, 1 << 16);
       const client = new (class extends EchoClient {
         override foundTerminator(): void {
           super.foundTerminator();
@@ -411,7 +402,7 @@ describe('AsyncChat without a loop', () => {
     }).toThrow(TypeError);
   });
 
-  it('setTerminator refuses a negative count (issue #11259) and values of the wrong type', () => {
+  it('setTerminator refuses a negative count and values of the wrong type', () => {
     const chat = new AsyncChat(null, map);
     expect(() => chat.setTerminator(-1)).toThrow(RangeError);
     expect(() => chat.setTerminator(1.5)).toThrow(RangeError);
@@ -466,7 +457,7 @@ describe('AsyncChat without a loop', () => {
     expect(() => new SimpleProducer('x', 0)).toThrow(RangeError);
   });
 
-  it('handleRead() with nothing to read is a spurious wake-up, not an error (issue #16133)', () => {
+  it('handleRead() with nothing to read is a spurious wake-up, not an error', () => {
     const [ours, theirs] = socketpair();
     const errors: unknown[] = [];
     const chat = new (class extends AsyncChat {

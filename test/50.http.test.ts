@@ -285,10 +285,10 @@ describe('asyncore-http as a command', () => {
   });
 });
 
-// A regression test for test/helpers.ts, which these tests lean on: run() once wrote the
-// (empty) input to the child's stdin without an 'error' listener, so a child that exited
-// before that write was flushed (curl, or this CLI on a bad flag) raised EPIPE as an uncaught
-// exception, which vitest then pinned on whichever test was running.
+// test/helpers.ts's run(), which these tests lean on, writes the (empty) input to the child's
+// stdin: a child that exits before that write is flushed (curl, or this CLI on a bad flag)
+// makes the write fail with EPIPE, which must not become an uncaught exception that vitest
+// would pin on whichever test was running.
 describe('test helpers', () => {
   it('run() survives children that exit before reading their stdin', async () => {
     const uncaught: unknown[] = [];

@@ -1,4 +1,4 @@
-// Faults a server meets under real peers (issue 8): a peer that resets while the server still
+// Faults a server meets under real peers: a peer that resets while the server still
 // has a reply queued, or before the server accepted it; a peer that half-closes and waits for
 // the rest of its echo; a peer that sends without ever reading (and what queuing for a peer
 // that does not read costs). Every backend, both loop modes; the peers are python3 and node:net.
@@ -13,14 +13,25 @@ import {
   type SocketMap,
   callLater,
   closeAll,
-  loop,
   loopSync,
   socketpair,
 } from 'asyncore';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 
-import { EventChild, FAULTS, cpuTicks, numberField, rssMiB } from './fixtures/faults/harness.js';
-import { BACKENDS, MODES, type Mode, openFds, startCli, waitExit } from './helpers.js';
+import {
+  BACKENDS,
+  EventChild,
+  FAULTS,
+  MODES,
+  type Mode,
+  cpuTicks,
+  numberField,
+  openFds,
+  rssMiB,
+  runLoop,
+  startCli,
+  waitExit,
+} from './helpers.js';
 
 type Backend = (typeof BACKENDS)[number];
 
@@ -118,11 +129,6 @@ class BigReplyServer extends Dispatcher {
   }
 }
 
-async function runLoop(mode: Mode, backend: Backend, map: SocketMap): Promise<void> {
-  if (mode === 'sync') loopSync({ backend, map, timeout: 0.5 });
-  else await loop({ backend, map, timeout: 0.5 });
-}
-
 describe.each(CASES)('a peer resets mid-write ($backend, $mode)', ({ backend, mode }) => {
   it('the server gets handleClose, not an error, frees the fd and goes on serving others', async () => {
     const map: SocketMap = new Map();
@@ -144,7 +150,7 @@ describe.each(CASES)('a peer resets mid-write ($backend, $mode)', ({ backend, mo
 
     const peers = startPython('reset_peer.py', host, port, RESETTERS);
     const done = peers.next('done', 25_000);
-    await runLoop(mode, backend, map);
+    await runLoop(mode, { backend, map, timeout: 0.5 });
     safety.cancel();
     const report = await done;
 
@@ -193,7 +199,7 @@ describe.each(CASES)('a peer resets before the server accepts ($backend, $mode)'
     // The connections reset while they wait in the accept queue: the loop is not running yet.
     for (let i = 0; i < EARLY_RESETS; i++) await connectAndReset(port);
     const safety = callLater(10, () => closeAll(map, true), map);
-    await runLoop(mode, backend, map);
+    await runLoop(mode, { backend, map, timeout: 0.5 });
     safety.cancel();
 
     // No error reached the listener (whose default handleError would have closed it).

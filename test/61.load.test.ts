@@ -1,4 +1,4 @@
-// Load (issue 8): 10,000 connections opened and closed leave the server's fds and memory
+// Load: 10,000 connections opened and closed leave the server's fds and memory
 // where they were; and a short run of the soak benchmark (bench/soak.mjs): echo with random
 // sizes and random disconnects, every byte checked. Both loop modes.
 import { execFileSync } from 'node:child_process';
@@ -7,8 +7,7 @@ import { join } from 'node:path';
 
 import { afterEach, describe, expect, it } from 'vitest';
 
-import { type ChildEvent, EventChild, FAULTS, numberField } from './fixtures/faults/harness.js';
-import { BEST_BACKEND, DIST, MODES, ROOT, run } from './helpers.js';
+import { BEST_BACKEND, type ChildEvent, DIST, EventChild, FAULTS, MODES, ROOT, numberField, run } from './helpers.js';
 
 const PACKAGE = join(DIST, 'index.js');
 

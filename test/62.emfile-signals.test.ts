@@ -1,4 +1,4 @@
-// Faults from the process around the loop (issue 8): running out of fds while accepting, and
+// Faults from the process around the loop: running out of fds while accepting, and
 // signals that interrupt the wait. Both run in a child process (a low fd limit; signal
 // listeners of its own), in both loop modes; the clients are node:net in this process.
 import { randomBytes } from 'node:crypto';
@@ -8,8 +8,7 @@ import { join } from 'node:path';
 
 import { afterEach, describe, expect, it } from 'vitest';
 
-import { EventChild, FAULTS, cpuTicks, numberField, signalPending } from './fixtures/faults/harness.js';
-import { BACKENDS, DIST, MODES } from './helpers.js';
+import { BACKENDS, DIST, EventChild, FAULTS, MODES, cpuTicks, numberField, signalPending } from './helpers.js';
 
 const PACKAGE = join(DIST, 'index.js');
 const CLK_TCK = 100;

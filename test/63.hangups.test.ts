@@ -15,7 +15,6 @@ import {
   Dispatcher,
   FileDispatcher,
   type IterationTrace,
-  type LoopOptions,
   POLLHUP,
   POLLIN,
   SHUT_WR,
@@ -23,19 +22,11 @@ import {
   type Socket,
   type SocketMap,
   callLater,
-  closeAll,
-  loop,
-  loopSync,
   socketpair,
 } from 'asyncore';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
-import { BACKENDS, MODES, type Mode, waitExit } from './helpers.js';
-
-async function runLoop(mode: Mode, options: LoopOptions): Promise<void> {
-  if (mode === 'thread') return loop(options);
-  loopSync(options);
-}
+import { BACKENDS, MODES, closeTestMaps, runLoop, testMap, waitExit } from './helpers.js';
 
 /** Deterministic bytes that show any loss or reordering. */
 function pattern(n: number): Buffer {
@@ -110,16 +101,13 @@ class FileCollector extends FileDispatcher {
 }
 
 let dir: string;
-const maps: SocketMap[] = [];
+/** Timers a test started: cancelled after it, whatever it left running. */
 const timers: ScheduledCall[] = [];
 const children: ChildProcess[] = [];
 
+/** A map of this test's, closed after it at the latest 20 s in, so a broken loop cannot hang. */
 function newMap(): SocketMap {
-  const map: SocketMap = new Map();
-  maps.push(map);
-  // A backstop: a broken loop ends (and the test fails on its assertions) instead of hanging.
-  timers.push(callLater(20, () => closeAll(map, true), map));
-  return map;
+  return testMap(20);
 }
 
 beforeEach(() => {
@@ -128,7 +116,7 @@ beforeEach(() => {
 
 afterEach(() => {
   for (const timer of timers.splice(0)) timer.cancel();
-  for (const map of maps.splice(0)) closeAll(map, true);
+  closeTestMaps();
   for (const child of children.splice(0)) child.kill('SIGKILL');
   rmSync(dir, { recursive: true, force: true });
 });

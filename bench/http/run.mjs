@@ -64,7 +64,7 @@ try {
   }
   for (let i = 0; i < runs; i++) {
     for (const server of started) {
-      // Other sessions share these two cores: a run they disturbed is measured again (up to
+      // Other processes share these two cores: a run they disturbed is measured again (up to
       // `runs` times per server), and the least disturbed attempt is kept.
       let best = measure(server.child, server.port, options);
       while (best.others > DISTURBED && server.retries > 0) {

@@ -11,10 +11,14 @@
 // Every round checks its own outcome, and the process ends with the fds it started with.
 import { performance } from 'node:perf_hooks';
 
-import { ExitNow, closeAll, loop, socketpair } from 'asyncore';
+import * as asyncore from 'asyncore';
 
 import { native } from '../../dist/binding.js';
-import { BACKENDS, Bouncer, EchoServer, check, openFds, runScript } from './lib/kit.mjs';
+import { check, echoKit, openFds, runScript } from '../fixtures/echo-kit.mjs';
+
+const { ExitNow, closeAll, loop, socketpair } = asyncore;
+const { Bouncer, EchoServer } = echoKit(asyncore);
+const BACKENDS = asyncore.availableBackends();
 
 const ROUNDS = 200;
 const POLLIN = native.constants.POLLIN;

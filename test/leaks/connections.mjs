@@ -2,9 +2,13 @@
 // 10,000 more under loop(), spread over every backend. Each client sends a message of its
 // own, checks that exactly those bytes come back, and closes; the server side closes on EOF.
 // At most IN_FLIGHT connections are open at once, so the fd count stays small (select too).
-import { DispatcherWithSend, loop, loopSync } from 'asyncore';
+import * as asyncore from 'asyncore';
 
-import { BACKENDS, EchoServer, check, openFds, runScript } from './lib/kit.mjs';
+import { check, echoKit, openFds, runScript } from '../fixtures/echo-kit.mjs';
+
+const { DispatcherWithSend, loop, loopSync } = asyncore;
+const { EchoServer } = echoKit(asyncore);
+const BACKENDS = asyncore.availableBackends();
 
 const CONNECTIONS_PER_MODE = 10_000;
 const IN_FLIGHT = 50;

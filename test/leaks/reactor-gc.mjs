@@ -11,10 +11,12 @@
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 
-import { Dispatcher, Socket, loopSync, socketpair } from 'asyncore';
+import { Dispatcher, Socket, availableBackends, loopSync, socketpair } from 'asyncore';
 
 import { native } from '../../dist/binding.js';
-import { BACKENDS, check, openFds, runScript } from './lib/kit.mjs';
+import { check, openFds, runScript } from '../fixtures/echo-kit.mjs';
+
+const BACKENDS = availableBackends();
 
 const REACTORS = 1000;
 const THREAD_LOOPS = 200;

@@ -12,9 +12,13 @@
 // host (main thread) and the worker.
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 
-import { loop, loopSync } from 'asyncore';
+import * as asyncore from 'asyncore';
 
-import { BACKENDS, Bouncer, EchoServer, check, runScript } from './lib/kit.mjs';
+import { check, echoKit, runScript } from '../fixtures/echo-kit.mjs';
+
+const { loop, loopSync } = asyncore;
+const { Bouncer, EchoServer } = echoKit(asyncore);
+const BACKENDS = asyncore.availableBackends();
 
 const WORKERS = 21;
 const ENDINGS = ['serving', 'busy', 'sync-idle'];
