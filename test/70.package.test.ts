@@ -104,6 +104,10 @@ function expectedFiles(): string[] {
   const files = ['package.json', 'README.md', 'LICENSE', 'CHANGELOG.md', 'binding.gyp'];
   for (const name of readdirSync(join(ROOT, 'native'))) files.push(`native/${name}`);
   for (const name of readdirSync(join(ROOT, 'docs'))) if (name.endsWith('.md')) files.push(`docs/${name}`);
+  // The tour's charts ship beside it, so docs/how-it-works.md shows them from the tarball too.
+  for (const name of readdirSync(join(ROOT, 'docs', 'tour'))) {
+    if (name.endsWith('.svg')) files.push(`docs/tour/${name}`);
+  }
   for (const name of tsModules('src')) {
     files.push(`src/${name}.ts`, `dist/${name}.js`, `dist/${name}.js.map`);
     files.push(`dist/${name}.d.ts`, `dist/${name}.d.ts.map`);
