@@ -608,7 +608,7 @@ function sectionBytePath() {
     ],
     [
       "Under `loopSync()`, the N-API wrapper copies the batch into the loop's `Int32Array` as `[fd, events]` pairs (under `loop()`, `TakeReady` in bridge.cc does the same after the hand-over):",
-      source('native/addon.cc', 'Napi::Value Poll(const Napi::CallbackInfo& info)', 'ReactorWrap::Poll'),
+      source('native/reactor_wrap.cc', 'Napi::Value Poll(const Napi::CallbackInfo& info)', 'ReactorWrap::Poll'),
     ],
     [
       'In TypeScript, one iteration is ask, wait, dispatch:',
@@ -620,7 +620,7 @@ function sectionBytePath() {
       "poll-style backends route each fd's events as Python's `readwrite()` does (select: a read pass, a write pass, an except pass):",
       source('src/loop.ts', 'export function readwrite(', 'readwrite'),
       'POLLIN goes to',
-      source('src/loop.ts', 'if (flags & POLLIN) obj.handleReadEvent();', 'handleReadEvent()'),
+      source('src/loop.ts', 'else obj.handleReadEvent();', 'handleReadEvent()'),
     ],
     [
       'The dispatcher decides what readability means: an accept on a listener, a finished connect, or data:',
