@@ -42,6 +42,10 @@ for (const [name, value] of Object.entries(constants.errno)) {
   if (!errnoNames.has(value)) errnoNames.set(value, name);
 }
 
+// The errno numbers the loop compares binding results with, from the platform's own table.
+export const EBADF = constants.errno.EBADF;
+export const ERANGE = constants.errno.ERANGE;
+
 /** The error for a binding result of -errno (see binding.ts). */
 export function errnoError(negativeErrno: number, syscall: string, detail?: string): SocketError {
   const errno = -negativeErrno;

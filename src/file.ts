@@ -2,7 +2,8 @@
 // the loop drive pipes, terminals and other non-socket fds (UNIX only).
 import { native } from './binding.js';
 import { SOL_SOCKET, SO_ERROR } from './constants.js';
-import { Dispatcher, type SocketMap } from './dispatcher.js';
+import { Dispatcher } from './dispatcher.js';
+import type { SocketMap } from './socketmap.js';
 import { check, errnoError } from './errors.js';
 import { describe, toBytes } from './socket.js';
 
