@@ -7,7 +7,7 @@
 // connecting one, handleRead / handleWrite / handleExpt / handleClose otherwise.
 import type { Address } from './binding.js';
 import { AF_INET, SOCK_STREAM, SOL_SOCKET, SO_ERROR, SO_REUSEADDR } from './constants.js';
-import { compactTraceback, errnoError, errnoName, isDisconnect, isWouldBlock } from './errors.js';
+import { EBADF, compactTraceback, errnoError, errnoName, isDisconnect, isWouldBlock } from './errors.js';
 import type { FileWrapper } from './file.js';
 import { Socket, toBytes } from './socket.js';
 import { type SocketMap, existingStateOf, socketMap } from './socketmap.js';
@@ -323,7 +323,7 @@ export class Dispatcher {
   /** Bytes sent: 0 when it would block, or after a disconnect (then handleClose() ran). */
   send(data: Uint8Array | string): number {
     const sock = this.socket;
-    if (sock === null) throw errnoError(-9, 'send', 'on a dispatcher without a socket');
+    if (sock === null) throw errnoError(-EBADF, 'send', 'on a dispatcher without a socket');
     try {
       return sock.send(data);
     } catch (err) {
@@ -339,7 +339,7 @@ export class Dispatcher {
   /** Up to n bytes; an empty Buffer at EOF or after a disconnect (then handleClose() ran). */
   recv(n: number): Buffer {
     const sock = this.socket;
-    if (sock === null) throw errnoError(-9, 'recv', 'on a dispatcher without a socket');
+    if (sock === null) throw errnoError(-EBADF, 'recv', 'on a dispatcher without a socket');
     try {
       const data = sock.recv(n);
       if (data.length === 0 && n > 0) this.handleClose();
@@ -400,7 +400,7 @@ export class Dispatcher {
   #socket(syscall: string): Socket {
     const sock = this.socket;
     if (sock instanceof Socket) return sock;
-    throw errnoError(-9, syscall, sock === null ? 'on a dispatcher without a socket' : 'on a file dispatcher');
+    throw errnoError(-EBADF, syscall, sock === null ? 'on a dispatcher without a socket' : 'on a file dispatcher');
   }
 
   // --- Logging -------------------------------------------------------------------------------

@@ -45,6 +45,7 @@ for (const [name, value] of Object.entries(constants.errno)) {
 // The errno numbers the loop compares binding results with, from the platform's own table.
 export const EBADF = constants.errno.EBADF;
 export const ERANGE = constants.errno.ERANGE;
+export const ENOSYS = constants.errno.ENOSYS;
 
 /** The error for a binding result of -errno (see binding.ts). */
 export function errnoError(negativeErrno: number, syscall: string, detail?: string): SocketError {

@@ -4,7 +4,7 @@ import { native } from './binding.js';
 import { SOL_SOCKET, SO_ERROR } from './constants.js';
 import { Dispatcher } from './dispatcher.js';
 import type { SocketMap } from './socketmap.js';
-import { check, errnoError } from './errors.js';
+import { EBADF, check, errnoError } from './errors.js';
 import { describe, toBytes } from './socket.js';
 
 let scratch = Buffer.allocUnsafe(65536);
@@ -29,7 +29,7 @@ export class FileWrapper {
    * nothing is there on a non-blocking fd.
    */
   recv(n: number): Buffer {
-    if (this.fd < 0) throw errnoError(-9, 'read', 'on a closed file');
+    if (this.fd < 0) throw errnoError(-EBADF, 'read', 'on a closed file');
     if (typeof n !== 'number' || !Number.isInteger(n)) throw new TypeError('size must be an integer');
     if (n < 0) throw new RangeError(`size must not be negative (got ${n})`);
     if (scratch.length < n) scratch = Buffer.allocUnsafe(n);
@@ -39,7 +39,7 @@ export class FileWrapper {
 
   /** Writes what the fd takes now (`write(2)`) and returns that count; a string is written as UTF-8. */
   send(data: Uint8Array | string): number {
-    if (this.fd < 0) throw errnoError(-9, 'write', 'on a closed file');
+    if (this.fd < 0) throw errnoError(-EBADF, 'write', 'on a closed file');
     return check(native.write(this.fd, toBytes(data)), 'write');
   }
 

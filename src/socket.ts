@@ -5,11 +5,9 @@ import { isIP } from 'node:net';
 
 import { type Address, native } from './binding.js';
 import { AF_INET, AF_INET6, AF_UNIX, SOCK_STREAM } from './constants.js';
-import { SocketError, check, errnoError } from './errors.js';
+import { EBADF, SocketError, check, errnoError } from './errors.js';
 
 export type { Address } from './binding.js';
-
-const EBADF = 9;
 
 // Set while Socket.#adopt builds an instance around an fd that already exists.
 let adoptedFd: number | null = null;

@@ -5,11 +5,8 @@
 // pipe into another socket: the kernel hands pages over, and the bytes never reach user
 // space. Linux has it; elsewhere `SplicePipe.supported` is false and callers copy instead.
 import { native } from './binding.js';
-import { check, errnoError } from './errors.js';
+import { EBADF, ENOSYS, check, errnoError } from './errors.js';
 import type { Socket } from './socket.js';
-
-const EBADF = 9;
-const ENOSYS = 38;
 
 let probed: boolean | undefined;
 
