@@ -66,7 +66,14 @@ export class Poller implements MapWatcher {
   readonly #parked = new Set<number>();
   /** [fd, events] pairs of the last wait. */
   ready = new Int32Array(256);
+  /** The dispatcher of each ready fd, looked up before any handler of the batch ran. */
   #owners: (Dispatcher | undefined)[] = [];
+  /**
+   * How many #owners the last dispatch filled. Their handlers may have changed what their
+   * built-in predicates answer, so the next updateInterest asks them; they stay in #owners
+   * until then, which costs less per event than adding each to #changed.
+   */
+  #dispatched = 0;
 
   constructor(backend: string, sink: InterestSink) {
     this.backend = backend;
@@ -80,16 +87,28 @@ export class Poller implements MapWatcher {
     if (this.#scanEverything) {
       this.#scanAll(map);
     } else {
-      for (const obj of this.#askedEveryIteration) this.#refreshChannel(obj, map);
-      for (const obj of this.#changed) {
-        if (!this.#askedEveryIteration.has(obj)) this.#refreshChannel(obj, map);
+      // Each dispatcher is asked once: those with predicates of their own, those that handled
+      // an event in the last batch, those that reported a change.
+      const asked = this.#askedEveryIteration;
+      const changed = this.#changed;
+      for (const obj of asked) this.#refreshChannel(obj, map);
+      const owners = this.#owners;
+      for (let i = 0; i < this.#dispatched; i++) {
+        const obj = owners[i];
+        if (obj === undefined || (asked.size > 0 && asked.has(obj)) || (changed.size > 0 && changed.has(obj))) continue;
+        this.#refreshChannel(obj, map);
+      }
+      for (const obj of changed) {
+        if (!asked.has(obj)) this.#refreshChannel(obj, map);
       }
       // A map changed behind our back (map.set / map.delete instead of addChannel and
       // delChannel) shows up as a size mismatch: then everything is asked once, as Python
       // always does. New channels reported themselves above, so an accept costs O(1).
       if (map.size !== this.#watches.size) this.#scanAll(map);
     }
-    this.#changed.clear();
+    if (this.#changed.size > 0) this.#changed.clear();
+    this.#owners.fill(undefined, 0, this.#dispatched);
+    this.#dispatched = 0;
     // Room for every watched fd, so one wait reports all of them.
     const room = 2 * (this.#watchedCount + this.#invalid.length);
     if (this.ready.length < room) this.ready = new Int32Array(Math.max(room, 2 * this.ready.length));
@@ -197,12 +216,14 @@ export class Poller implements MapWatcher {
     // owner of its fd when its turn comes: a handler may close another channel, and a new
     // one may get the same fd number within this batch (bpo-30931).
     const owners = this.#owners;
-    for (let i = 0; i < count; i++) {
-      const obj = map.get(ready[2 * i] as number);
-      owners[i] = obj;
-      // Its handlers may change what its built-in predicates answer: ask it next time.
+    // Owners of an earlier batch not asked yet (two batches without a wait between).
+    for (let i = 0; i < this.#dispatched; i++) {
+      const obj = owners[i];
       if (obj !== undefined) this.#changed.add(obj);
     }
+    // Their handlers may change what their built-in predicates answer: updateInterest asks them.
+    this.#dispatched = count;
+    for (let i = 0; i < count; i++) owners[i] = map.get(ready[2 * i] as number);
     if (this.#selectStyle) {
       this.#pass(count, map, POLLIN, read);
       this.#pass(count, map, POLLOUT, write);
@@ -219,7 +240,6 @@ export class Poller implements MapWatcher {
         readwrite(obj, flags);
       }
     }
-    owners.fill(undefined, 0, count);
   }
 
   /**
