@@ -592,7 +592,8 @@ export class DispatcherWithSend extends Dispatcher {
 
   /** Bytes queued and not sent yet; writable() is true while it is not empty. */
   get outBuffer(): Buffer {
-    return this.#store.subarray(this.#start, this.#end);
+    // An empty queue needs no view of its own (handlers read outBuffer.length after each send).
+    return this.#start === this.#end ? EMPTY : this.#store.subarray(this.#start, this.#end);
   }
   /** Replacing it tells the loop when `writable()` changes. */
   set outBuffer(value: Buffer) {
