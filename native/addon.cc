@@ -26,23 +26,30 @@
 namespace aco {
 namespace {
 
+// The argument helpers below run on every send and receive, so each makes as few N-API
+// calls as it can: napi_get_value_int32 checks the type itself, and one
+// napi_get_typedarray_info gives type, length and data at once.
 int32_t IntArg(const Napi::CallbackInfo& info, size_t index, const char* name) {
-  Napi::Value value = info[index];
-  if (!value.IsNumber()) {
+  int32_t result = 0;
+  if (napi_get_value_int32(info.Env(), info[index], &result) != napi_ok) {
     throw Napi::TypeError::New(info.Env(), std::string(name) + " must be a number");
   }
-  return value.As<Napi::Number>().Int32Value();
+  return result;
 }
 
 // The bytes of a Uint8Array/Buffer argument (no copy).
 void BytesArg(const Napi::CallbackInfo& info, size_t index, uint8_t** data, size_t* length) {
-  Napi::Value value = info[index];
-  if (!value.IsTypedArray() || value.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+  napi_env env = info.Env();
+  napi_value value = info[index];
+  bool is_typed_array = false;
+  napi_typedarray_type type = napi_int8_array;
+  void* bytes = nullptr;
+  if (napi_is_typedarray(env, value, &is_typed_array) != napi_ok || !is_typed_array ||
+      napi_get_typedarray_info(env, value, &type, length, &bytes, nullptr, nullptr) != napi_ok ||
+      type != napi_uint8_array) {
     throw Napi::TypeError::New(info.Env(), "data must be a Uint8Array or Buffer");
   }
-  auto bytes = value.As<Napi::Uint8Array>();
-  *data = bytes.Data();
-  *length = bytes.ByteLength();
+  *data = static_cast<uint8_t*>(bytes);
 }
 
 // An address argument: a path string (AF_UNIX) or a [numericHost, port] pair.
