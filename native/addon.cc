@@ -165,14 +165,18 @@ Napi::Value JsSend(const Napi::CallbackInfo& info) {
   return Result(info.Env(), Send(fd, data, length, IntArg(info, 2, "flags")));
 }
 
-// recvInto(fd, buffer, length, flags) -> bytes received (0 at EOF) or -errno
+// recvInto(fd, buffer, length, flags[, offset]) -> bytes received (0 at EOF) or -errno; they
+// land at buffer[offset] (default 0), and never past the buffer's end.
 Napi::Value JsRecvInto(const Napi::CallbackInfo& info) {
   int fd = IntArg(info, 0, "fd");
   uint8_t* data;
   size_t capacity;
   BytesArg(info, 1, &data, &capacity);
-  size_t length = std::min(capacity, static_cast<size_t>(IntArg(info, 2, "length")));
-  return Result(info.Env(), Recv(fd, data, length, IntArg(info, 3, "flags")));
+  size_t offset = 0;
+  if (info.Length() > 4)
+    offset = std::min(capacity, static_cast<size_t>(std::max(0, IntArg(info, 4, "offset"))));
+  size_t length = std::min(capacity - offset, static_cast<size_t>(IntArg(info, 2, "length")));
+  return Result(info.Env(), Recv(fd, data + offset, length, IntArg(info, 3, "flags")));
 }
 
 Napi::Value JsSendTo(const Napi::CallbackInfo& info) {

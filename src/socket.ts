@@ -25,9 +25,31 @@ const GAI_CODES: ReadonlyMap<number, string> = new Map([
   [-11, 'EAI_SYSTEM'],
 ]);
 
-// One receive buffer shared by every socket: recv() reads into it and copies out only the
-// bytes that arrived, so a recv(65536) that gets 64 bytes costs 64 bytes of memory.
+// Receives of up to half a slab land in a slab that is handed out in pieces and never
+// written twice: recv() reads into the slab's unused tail and returns a view of the bytes
+// that arrived, so nothing is copied and a handler may keep the Buffer (a slab lives while a
+// view of it does, as Node's own Buffer pool does). Larger receives read into one scratch
+// buffer shared by every socket and copy out only what arrived, so a recv(65536) that gets
+// 64 bytes costs 64 bytes of memory.
+const SLAB_SIZE = 16384;
+let slabMemory = new ArrayBuffer(SLAB_SIZE);
+let slab = new Uint8Array(slabMemory);
+let slabUsed = 0;
 let scratch = Buffer.allocUnsafe(65536);
+
+function receive(fd: number, size: number, flags: number): Buffer {
+  if (size > SLAB_SIZE / 2) return takeScratch(check(native.recvInto(fd, scratchFor(size), size, flags), 'recv'));
+  if (SLAB_SIZE - slabUsed < size) {
+    slabMemory = new ArrayBuffer(SLAB_SIZE);
+    slab = new Uint8Array(slabMemory);
+    slabUsed = 0;
+  }
+  const offset = slabUsed;
+  const got = check(native.recvInto(fd, slab, size, flags, offset), 'recv');
+  // The next piece starts 8-byte aligned, as Node's pool aligns its pieces.
+  slabUsed += (got + 7) & ~7;
+  return Buffer.from(slabMemory, offset, got);
+}
 
 function scratchFor(n: number): Buffer {
   if (scratch.length < n) scratch = Buffer.allocUnsafe(Math.max(n, scratch.length * 2));
@@ -220,8 +242,7 @@ export class Socket {
   recv(n: number, flags = 0): Buffer {
     const fd = this.#open('recv');
     const size = checkSize(n, 'recv size');
-    const got = check(native.recvInto(fd, scratchFor(size), size, checkInt(flags, 'flags')), 'recv');
-    return takeScratch(got);
+    return receive(fd, size, checkInt(flags, 'flags'));
   }
 
   /** Receives into `buffer` without allocating; returns the byte count (0 at EOF). */
