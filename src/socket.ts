@@ -32,16 +32,17 @@ const GAI_CODES: ReadonlyMap<number, string> = new Map([
 // buffer shared by every socket and copy out only what arrived, so a recv(65536) that gets
 // 64 bytes costs 64 bytes of memory.
 const SLAB_SIZE = 16384;
-let slabMemory = new ArrayBuffer(SLAB_SIZE);
-let slab = new Uint8Array(slabMemory);
+// Not zero-filled: only bytes the kernel wrote are ever in a view handed out.
+let slab = Buffer.allocUnsafeSlow(SLAB_SIZE);
+let slabMemory = slab.buffer;
 let slabUsed = 0;
 let scratch = Buffer.allocUnsafe(65536);
 
 function receive(fd: number, size: number, flags: number): Buffer {
   if (size > SLAB_SIZE / 2) return takeScratch(check(native.recvInto(fd, scratchFor(size), size, flags), 'recv'));
   if (SLAB_SIZE - slabUsed < size) {
-    slabMemory = new ArrayBuffer(SLAB_SIZE);
-    slab = new Uint8Array(slabMemory);
+    slab = Buffer.allocUnsafeSlow(SLAB_SIZE);
+    slabMemory = slab.buffer;
     slabUsed = 0;
   }
   const offset = slabUsed;
