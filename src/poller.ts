@@ -23,6 +23,13 @@ export interface InterestSink {
 interface Watch {
   owner: Dispatcher;
   mask: number;
+  /**
+   * The owner's readable and writable when last asked, and whether they were built in: while
+   * they stay the same functions, hasBuiltInPredicates need not look them up again.
+   */
+  readable: unknown;
+  writable: unknown;
+  builtIn: boolean;
 }
 
 /** The fds of each kind of interest the kernel holds, for IterationTrace. */
@@ -155,25 +162,41 @@ export class Poller implements MapWatcher {
     let mask = this.#selectStyle
       ? (r ? POLLIN : 0) | (out ? POLLOUT : 0) | (r || w ? POLLPRI : 0)
       : (r ? POLLIN | POLLPRI : 0) | (out ? POLLOUT : 0);
-    if (!hasBuiltInPredicates(obj)) this.#askedEveryIteration.add(obj);
     const watched = this.#watches.get(fd);
+    if (!this.#builtIn(obj, watched)) this.#askedEveryIteration.add(obj);
     if (this.#parked.size > 0 && this.#parked.has(fd)) {
       // A parked fd returns to the kernel once its dispatcher reads again.
       if ((mask & POLLIN) === 0 && watched?.owner === obj) mask = 0;
       else this.#parked.delete(fd);
     }
     if (watched === undefined) {
-      this.#watches.set(fd, { owner: obj, mask: this.#apply(fd, 0, mask) });
+      const watch = { owner: obj, mask: this.#apply(fd, 0, mask), readable: null, writable: null, builtIn: false };
+      this.#watches.set(fd, watch);
     } else if (watched.owner !== obj) {
       // Another dispatcher took this fd number: start the kernel's view afresh.
       this.#askedEveryIteration.delete(watched.owner);
       this.#apply(fd, watched.mask, 0);
       watched.mask = 0;
       watched.owner = obj;
+      watched.readable = null;
       watched.mask = this.#apply(fd, 0, mask);
     } else if (watched.mask !== mask) {
       watched.mask = this.#apply(fd, watched.mask, mask);
     }
+  }
+
+  /** hasBuiltInPredicates(obj), remembered in its watch while its predicates stay the same. */
+  #builtIn(obj: Dispatcher, watched: Watch | undefined): boolean {
+    /* eslint-disable @typescript-eslint/unbound-method -- compared by identity, never called */
+    const { readable, writable } = obj;
+    /* eslint-enable @typescript-eslint/unbound-method */
+    if (watched?.owner !== obj) return hasBuiltInPredicates(obj);
+    if (watched.readable !== readable || watched.writable !== writable) {
+      watched.readable = readable;
+      watched.writable = writable;
+      watched.builtIn = hasBuiltInPredicates(obj);
+    }
+    return watched.builtIn;
   }
 
   /** Drops watches whose dispatcher left the map without telling us. */
