@@ -242,17 +242,16 @@ class Iterations {
     this.#state.scheduler?.runDue();
     if (count === 0 && woken) return false;
     if (this.#trace !== undefined && this.#lists !== null) {
-      this.#trace(this.#record(count, waitedMs, performance.now() - started));
+      this.#trace(this.#record(this.#lists, count, waitedMs, performance.now() - started));
     }
     this.count++;
     return true;
   }
 
-  #record(count: number, waitedMs: number, dispatchMs: number): IterationTrace {
+  #record(lists: InterestLists, count: number, waitedMs: number, dispatchMs: number): IterationTrace {
     const events = this.#poller.ready;
     const ready: IterationTrace['ready'] = [];
     for (let i = 0; i < count; i++) ready.push({ fd: events[2 * i] as number, events: events[2 * i + 1] as number });
-    const lists = this.#lists ?? { read: [], write: [], except: [] };
     return {
       iteration: this.count,
       backend: this.#poller.backend,
