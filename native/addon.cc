@@ -32,13 +32,17 @@ namespace {
 
 // The bytes of a Uint8Array/Buffer argument (no copy).
 void BytesArg(const Napi::CallbackInfo& info, size_t index, uint8_t** data, size_t* length) {
-  Napi::Value value = info[index];
-  if (!value.IsTypedArray() || value.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+  napi_env env = info.Env();
+  napi_value value = info[index];
+  bool is_typed_array = false;
+  napi_typedarray_type type = napi_int8_array;
+  void* bytes = nullptr;
+  if (napi_is_typedarray(env, value, &is_typed_array) != napi_ok || !is_typed_array ||
+      napi_get_typedarray_info(env, value, &type, length, &bytes, nullptr, nullptr) != napi_ok ||
+      type != napi_uint8_array) {
     throw Napi::TypeError::New(info.Env(), "data must be a Uint8Array or Buffer");
   }
-  auto bytes = value.As<Napi::Uint8Array>();
-  *data = bytes.Data();
-  *length = bytes.ByteLength();
+  *data = static_cast<uint8_t*>(bytes);
 }
 
 // An address argument: a path string (AF_UNIX) or a [numericHost, port] pair.
@@ -188,14 +192,18 @@ Napi::Value JsSend(const Napi::CallbackInfo& info) {
   return Result(info.Env(), Send(fd, data, length, IntArg(info, 2, "flags")));
 }
 
-// recvInto(fd, buffer, length, flags) -> bytes received (0 at EOF) or -errno
+// recvInto(fd, buffer, length, flags[, offset]) -> bytes received (0 at EOF) or -errno; they
+// land at buffer[offset] (default 0), and never past the buffer's end.
 Napi::Value JsRecvInto(const Napi::CallbackInfo& info) {
   int fd = IntArg(info, 0, "fd");
   uint8_t* data;
   size_t capacity;
   BytesArg(info, 1, &data, &capacity);
-  size_t length = std::min(capacity, static_cast<size_t>(IntArg(info, 2, "length")));
-  return Result(info.Env(), Recv(fd, data, length, IntArg(info, 3, "flags")));
+  size_t offset = 0;
+  if (info.Length() > 4)
+    offset = std::min(capacity, static_cast<size_t>(std::max(0, IntArg(info, 4, "offset"))));
+  size_t length = std::min(capacity - offset, static_cast<size_t>(IntArg(info, 2, "length")));
+  return Result(info.Env(), Recv(fd, data + offset, length, IntArg(info, 3, "flags")));
 }
 
 Napi::Value JsSendTo(const Napi::CallbackInfo& info) {

@@ -4,12 +4,14 @@
 
 namespace aco {
 
+// Runs on every send and receive, so it makes one N-API call: napi_get_value_int32 checks
+// the type itself.
 int32_t IntArg(const Napi::CallbackInfo& info, size_t index, const char* name) {
-  Napi::Value value = info[index];
-  if (!value.IsNumber()) {
+  int32_t result = 0;
+  if (napi_get_value_int32(info.Env(), info[index], &result) != napi_ok) {
     throw Napi::TypeError::New(info.Env(), std::string(name) + " must be a number");
   }
-  return value.As<Napi::Number>().Int32Value();
+  return result;
 }
 
 Napi::Int32Array Int32ArrayArg(const Napi::CallbackInfo& info, size_t index) {

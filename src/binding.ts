@@ -105,7 +105,8 @@ export interface NativeBinding {
   connect(fd: number, address: Address): number;
   shutdown(fd: number, how: number): number;
   send(fd: number, data: Uint8Array, flags: number): number;
-  recvInto(fd: number, buffer: Uint8Array, length: number, flags: number): number;
+  /** Receives into buffer[offset ...] (offset default 0). */
+  recvInto(fd: number, buffer: Uint8Array, length: number, flags: number, offset?: number): number;
   sendto(fd: number, data: Uint8Array, flags: number, address: Address): number;
   recvfromInto(fd: number, buffer: Uint8Array, length: number, flags: number): [number, Address | null] | number;
   readInto(fd: number, buffer: Uint8Array, length: number): number;

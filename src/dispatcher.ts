@@ -10,14 +10,8 @@ import { AF_INET, SOCK_STREAM, SOL_SOCKET, SO_ERROR, SO_REUSEADDR } from './cons
 import { EBADF, compactTraceback, errnoError, errnoName, isDisconnect, isWouldBlock } from './errors.js';
 import type { FileWrapper } from './file.js';
 import { Socket, toBytes } from './socket.js';
+import { type SocketMap, existingStateOf, socketMap } from './socketmap.js';
 import { type ScheduledCall, callLater } from './timers.js';
-import { watcherOf } from './watchers.js';
-
-/** fd -> dispatcher: what a loop polls. */
-export type SocketMap = Map<number, Dispatcher>;
-
-/** The map used when none is given, as Python's asyncore.socket_map. */
-export const socketMap: SocketMap = new Map();
 
 // connect_ex() results that mean "the connection is under way".
 const CONNECT_PENDING: ReadonlySet<string> = new Set(['EINPROGRESS', 'EALREADY', 'EAGAIN', 'EWOULDBLOCK']);
@@ -232,7 +226,7 @@ export class Dispatcher {
     const fd = this._fileno;
     if (fd !== null && target.get(fd) === this) {
       target.delete(fd);
-      watcherOf(target)?.forget(fd, this);
+      existingStateOf(target)?.watcher?.forget(fd, this);
     }
     this._fileno = null;
   }
@@ -245,7 +239,7 @@ export class Dispatcher {
    * after `timeout`.
    */
   interestChanged(map: SocketMap = this._map): void {
-    watcherOf(map)?.interestChanged(this);
+    existingStateOf(map)?.watcher?.interestChanged(this);
   }
 
   // --- Socket methods ------------------------------------------------------------------------
@@ -598,7 +592,8 @@ export class DispatcherWithSend extends Dispatcher {
 
   /** Bytes queued and not sent yet; writable() is true while it is not empty. */
   get outBuffer(): Buffer {
-    return this.#store.subarray(this.#start, this.#end);
+    // An empty queue needs no view of its own (handlers read outBuffer.length after each send).
+    return this.#start === this.#end ? EMPTY : this.#store.subarray(this.#start, this.#end);
   }
   /** Replacing it tells the loop when `writable()` changes. */
   set outBuffer(value: Buffer) {

@@ -2,9 +2,10 @@
 // the loop drive pipes, terminals and other non-socket fds (UNIX only).
 import { native } from './binding.js';
 import { SOL_SOCKET, SO_ERROR } from './constants.js';
-import { Dispatcher, type SocketMap } from './dispatcher.js';
+import { Dispatcher } from './dispatcher.js';
 import { EBADF, check, errnoError } from './errors.js';
 import { type FdClaim, claimFd, releaseFd } from './finalize.js';
+import type { SocketMap } from './socketmap.js';
 import { describe, toBytes } from './socket.js';
 
 let scratch = Buffer.allocUnsafe(65536);

@@ -44,23 +44,22 @@ export * from './constants.js';
 export { SocketError, ExitNow, compactTraceback, type CompactTraceback } from './errors.js';
 export { Socket, socketpair } from './socket.js';
 export { SplicePipe } from './splice.js';
-export { Dispatcher, DispatcherWithSend, declareBuiltInPredicates, socketMap, type SocketMap } from './dispatcher.js';
+export { Dispatcher, DispatcherWithSend, declareBuiltInPredicates } from './dispatcher.js';
+export { socketMap, type SocketMap } from './socketmap.js';
 export { FileDispatcher, FileWrapper } from './file.js';
 export {
   loop,
   loopSync,
   poll,
   poll2,
-  read,
-  write,
-  readwrite,
   closeAll,
-  availableBackends,
   type BackendName,
   type IterationTrace,
   type LoopOptions,
   type LoopPromise,
 } from './loop.js';
+export { read, write, readwrite } from './readwrite.js';
+export { availableBackends } from './backends.js';
 export { callEvery, callLater, ScheduledCall } from './timers.js';
 export { SignalDispatcher } from './signals.js';
 export { AsyncChat, SimpleProducer, findPrefixAtEnd, type Producer, type Terminator } from './asynchat.js';

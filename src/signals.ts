@@ -7,7 +7,7 @@
 import { constants } from 'node:os';
 
 import { native } from './binding.js';
-import type { SocketMap } from './dispatcher.js';
+import type { SocketMap } from './socketmap.js';
 import { check } from './errors.js';
 import { FileDispatcher } from './file.js';
 

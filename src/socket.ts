@@ -27,9 +27,32 @@ const MAX_OPTION_BYTES = 1024;
 const INT32_MIN = -0x80000000;
 const INT32_MAX = 0x7fffffff;
 
-// One receive buffer shared by every socket: recv() reads into it and copies out only the
-// bytes that arrived, so a recv(65536) that gets 64 bytes costs 64 bytes of memory.
+// Receives of up to half a slab land in a slab that is handed out in pieces and never
+// written twice: recv() reads into the slab's unused tail and returns a view of the bytes
+// that arrived, so nothing is copied and a handler may keep the Buffer (a slab lives while a
+// view of it does, as Node's own Buffer pool does). Larger receives read into one scratch
+// buffer shared by every socket and copy out only what arrived, so a recv(65536) that gets
+// 64 bytes costs 64 bytes of memory.
+const SLAB_SIZE = 16384;
+// Not zero-filled: only bytes the kernel wrote are ever in a view handed out.
+let slab = Buffer.allocUnsafeSlow(SLAB_SIZE);
+let slabMemory = slab.buffer;
+let slabUsed = 0;
 let scratch = Buffer.allocUnsafe(65536);
+
+function receive(fd: number, size: number, flags: number): Buffer {
+  if (size > SLAB_SIZE / 2) return takeScratch(check(native.recvInto(fd, scratchFor(size), size, flags), 'recv'));
+  if (SLAB_SIZE - slabUsed < size) {
+    slab = Buffer.allocUnsafeSlow(SLAB_SIZE);
+    slabMemory = slab.buffer;
+    slabUsed = 0;
+  }
+  const offset = slabUsed;
+  const got = check(native.recvInto(fd, slab, size, flags, offset), 'recv');
+  // The next piece starts 8-byte aligned, as Node's pool aligns its pieces.
+  slabUsed += (got + 7) & ~7;
+  return Buffer.from(slabMemory, offset, got);
+}
 
 function scratchFor(n: number): Buffer {
   if (scratch.length < n) scratch = Buffer.allocUnsafe(Math.max(n, scratch.length * 2));
@@ -233,8 +256,7 @@ export class Socket {
   recv(n: number, flags = 0): Buffer {
     const fd = this.#open('recv');
     const size = checkSize(n, 'recv size');
-    const got = check(native.recvInto(fd, scratchFor(size), size, checkInt(flags, 'flags')), 'recv');
-    return takeScratch(got);
+    return receive(fd, size, checkInt(flags, 'flags'));
   }
 
   /** Receives into `buffer` without allocating; returns the byte count (0 at EOF). */

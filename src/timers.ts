@@ -3,9 +3,8 @@
 // the top, and the heap is rebuilt when more than half of a large heap is cancelled.
 import { performance } from 'node:perf_hooks';
 
-import { type SocketMap, socketMap } from './dispatcher.js';
 import { ExitNow, compactTraceback } from './errors.js';
-import { watcherOf } from './watchers.js';
+import { type MapState, type SocketMap, existingStateOf, socketMap, stateOf } from './socketmap.js';
 
 /**
  * A function scheduled by {@link callLater} (pyftpdlib's `CallLater`) or {@link callEvery}
@@ -85,20 +84,16 @@ export class ScheduledCall {
 export class Scheduler {
   #heap: ScheduledCall[] = [];
   #cancelledCount = 0;
-  readonly #map: SocketMap;
+  readonly #state: MapState;
 
-  constructor(map: SocketMap) {
-    this.#map = map;
-  }
-
-  get size(): number {
-    return this.#heap.length - this.#cancelledCount;
+  constructor(state: MapState) {
+    this.#state = state;
   }
 
   add(call: ScheduledCall): void {
     this.#push(call);
     // A loop waiting on its native thread must wake if this deadline comes first.
-    watcherOf(this.#map)?.interestChanged();
+    this.#state.watcher?.interestChanged();
   }
 
   cancelled(call: ScheduledCall): void {
@@ -198,10 +193,8 @@ export class Scheduler {
   }
 }
 
-const schedulers = new WeakMap<SocketMap, Scheduler>();
-
 export function schedulerOf(map: SocketMap): Scheduler | undefined {
-  return schedulers.get(map);
+  return existingStateOf(map)?.scheduler;
 }
 
 /**
@@ -221,12 +214,9 @@ export function callLater(seconds: number, fn: () => void, map: SocketMap = sock
 }
 
 function schedulerFor(map: SocketMap): Scheduler {
-  let scheduler = schedulers.get(map);
-  if (scheduler === undefined) {
-    scheduler = new Scheduler(map);
-    schedulers.set(map, scheduler);
-  }
-  return scheduler;
+  const state = stateOf(map);
+  state.scheduler ??= new Scheduler(state);
+  return state.scheduler;
 }
 
 /**

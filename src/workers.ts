@@ -14,7 +14,7 @@ import { EventEmitter } from 'node:events';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 
 import { AF_UNIX } from './constants.js';
-import { type SocketMap, socketMap } from './dispatcher.js';
+import { type SocketMap, socketMap } from './socketmap.js';
 import { FileDispatcher } from './file.js';
 import { closeAll } from './loop.js';
 import { type Socket, socketpair } from './socket.js';

@@ -1,0 +1,95 @@
+// What recv() returns belongs to the caller: small receives are views of a shared slab and
+// large ones are copies out of a shared scratch buffer, and neither may be overwritten by any
+// later receive, on this socket or another. The binding's recvInto never writes past the end
+// of the buffer it is given, whatever offset and length it is asked for.
+import { AF_UNIX, SOCK_STREAM, type Socket, socketpair } from 'asyncore';
+import { afterEach, describe, expect, it } from 'vitest';
+
+import { native } from '../src/binding.js';
+
+const opened: Socket[] = [];
+
+function pair(): [Socket, Socket] {
+  const [a, b] = socketpair(AF_UNIX, SOCK_STREAM);
+  opened.push(a, b);
+  a.setBlocking(false);
+  b.setBlocking(false);
+  return [a, b];
+}
+
+afterEach(() => {
+  for (const sock of opened.splice(0)) sock.close();
+});
+
+/** `length` bytes of a pattern that differs for every chunk number. */
+function chunk(n: number, length: number): Buffer {
+  const bytes = Buffer.alloc(length);
+  for (let i = 0; i < length; i++) bytes[i] = (n * 31 + i) & 0xff;
+  return bytes;
+}
+
+describe('recv() results stay valid', () => {
+  it('keeps every small receive intact across many later receives on two sockets', () => {
+    const [a, b] = pair();
+    const [c, d] = pair();
+    const kept: { got: Buffer; want: Buffer }[] = [];
+    // 2,000 receives of 61 to 125 bytes: several slabs' worth, so slabs are replaced while
+    // earlier results are still held.
+    for (let n = 0; n < 2000; n++) {
+      const want = chunk(n, 61 + (n % 65));
+      const [tx, rx] = n % 2 === 0 ? [a, b] : [c, d];
+      expect(tx.send(want)).toBe(want.length);
+      const got = rx.recv(8192);
+      expect(got.length).toBe(want.length);
+      kept.push({ got, want });
+    }
+    for (const { got, want } of kept) expect(got.equals(want)).toBe(true);
+  });
+
+  it('a caller that writes into a received Buffer changes no other result', () => {
+    const [a, b] = pair();
+    a.send(chunk(1, 100));
+    const first = b.recv(8192);
+    a.send(chunk(2, 100));
+    const second = b.recv(8192);
+    first.fill(0xee);
+    expect(second.equals(chunk(2, 100))).toBe(true);
+  });
+
+  it('a large receive is a copy of exactly the bytes that arrived', () => {
+    const [a, b] = pair();
+    a.send(chunk(3, 64));
+    const got = b.recv(65536);
+    expect(got.length).toBe(64);
+    expect(got.buffer.byteLength).toBeLessThan(65536);
+    a.send(chunk(4, 64));
+    b.recv(65536);
+    expect(got.equals(chunk(3, 64))).toBe(true);
+  });
+
+  it('an empty receive at EOF is an empty Buffer', () => {
+    const [a, b] = pair();
+    a.close();
+    expect(b.recv(100).length).toBe(0);
+  });
+});
+
+describe("the binding's recvInto", () => {
+  it('writes at the offset and never past the end of the buffer', () => {
+    const [a, b] = pair();
+    a.send(chunk(5, 200));
+    const buffer = Buffer.alloc(16, 0x55);
+    // Asks for 100 bytes at offset 12: only 4 fit.
+    expect(native.recvInto(b.fileno(), buffer, 100, 0, 12)).toBe(4);
+    expect(buffer.subarray(0, 12).every((byte) => byte === 0x55)).toBe(true);
+    expect(buffer.subarray(12).equals(chunk(5, 200).subarray(0, 4))).toBe(true);
+    // An offset past the end receives nothing (and leaves the bytes queued).
+    expect(native.recvInto(b.fileno(), buffer, 100, 0, 1000)).toBe(0);
+    expect(b.recv(8192).equals(chunk(5, 200).subarray(4))).toBe(true);
+  });
+
+  it('rejects an offset that is not a number', () => {
+    const [, b] = pair();
+    expect(() => native.recvInto(b.fileno(), Buffer.alloc(4), 4, 0, 'x' as unknown as number)).toThrow(TypeError);
+  });
+});
