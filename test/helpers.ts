@@ -207,14 +207,35 @@ export function waitExit(child: ChildProcess, ms = 10_000): Promise<number | str
   });
 }
 
-/** Runs a command to completion; resolves with its exit code, stdout and stderr. */
+/** What run() resolves with: the exit code (or signal name), stdout and stderr. */
+export interface RunResult {
+  code: number | string;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs a command to completion (killing it after `timeoutMs`, a safety net). `children`, when
+ * given, receives the child, so that an `afterEach` can kill it if the test ends first.
+ */
 export function run(
   command: string,
   args: string[],
-  options: { input?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
-): Promise<{ code: number | string; stdout: string; stderr: string }> {
+  options: {
+    input?: string;
+    timeoutMs?: number;
+    env?: NodeJS.ProcessEnv;
+    cwd?: string;
+    children?: ChildProcess[];
+  } = {},
+): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'], env: options.env ?? process.env });
+    const child = spawn(command, args, {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      env: options.env ?? process.env,
+      cwd: options.cwd,
+    });
+    options.children?.push(child);
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
