@@ -31,7 +31,7 @@ import {
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
 export const DIST = join(ROOT, 'dist');
 export const FAULTS = join(ROOT, 'test', 'fixtures', 'faults');
-/** test/fixtures/half_close_client.py: sends, half-closes, reads to EOF, prints "LEN MATCH". */
+/** test/fixtures/half_close_client.py: per SIZE a connection that sends, half-closes, reads to EOF. */
 export const HALF_CLOSE_CLIENT = join(ROOT, 'test', 'fixtures', 'half_close_client.py');
 
 /** Every backend compiled in here ('select', 'poll', 'epoll' on Linux). */
