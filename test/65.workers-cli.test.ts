@@ -10,7 +10,7 @@ import { join } from 'node:path';
 
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
-import { DIST, HALF_CLOSE_CLIENT, MODES, run, startCli, waitExit } from './helpers.js';
+import { DIST, HALF_CLOSE_CLIENT, MODES, killAll, run, startCli, waitExit } from './helpers.js';
 
 const children: ChildProcess[] = [];
 let root = '';
@@ -24,13 +24,7 @@ afterAll(() => {
   rmSync(root, { recursive: true, force: true });
 });
 
-afterEach(() => {
-  for (const child of children.splice(0)) {
-    if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
-      process.kill(child.pid, 'SIGKILL');
-    }
-  }
-});
+afterEach(() => killAll(children));
 
 async function startTool(name: string, args: string[]): Promise<Awaited<ReturnType<typeof startCli>>> {
   const server = await startCli(name, ['--port', '0', '--workers', '2', ...args]);

@@ -32,7 +32,7 @@ import { delimiter, dirname, join, posix } from 'node:path';
 
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
-import { ROOT, type RunResult, run } from './helpers.js';
+import { ROOT, type RunResult, killAll, run } from './helpers.js';
 
 interface PackageJson {
   version: string;
@@ -428,13 +428,7 @@ describe('the packing step, and its tarball installed into empty projects', () =
     ]);
   }, 600_000);
 
-  afterEach(() => {
-    for (const child of children.splice(0)) {
-      if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
-        process.kill(child.pid, 'SIGKILL');
-      }
-    }
-  });
+  afterEach(() => killAll(children));
 
   afterAll(() => {
     if (workDir !== '') rmSync(workDir, { recursive: true, force: true });

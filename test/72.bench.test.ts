@@ -10,7 +10,7 @@ import { join } from 'node:path';
 
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
-import { ROOT, type RunResult, run } from './helpers.js';
+import { ROOT, type RunResult, killAll, run } from './helpers.js';
 
 const children: ChildProcess[] = [];
 
@@ -29,13 +29,7 @@ function node(args: string[], timeoutMs: number): Promise<RunResult> {
   return run(process.execPath, args, { cwd: ROOT, env: plainEnv(), timeoutMs, children });
 }
 
-afterEach(() => {
-  for (const child of children.splice(0)) {
-    if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
-      process.kill(child.pid, 'SIGKILL');
-    }
-  }
-});
+afterEach(() => killAll(children));
 
 interface EchoResult {
   scenario: string;

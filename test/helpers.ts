@@ -209,6 +209,17 @@ export function waitExit(child: ChildProcess, ms = 10_000): Promise<number | str
   });
 }
 
+/**
+ * SIGKILLs every child of `children` still running and waits for each to exit, emptying the
+ * list: the clean-up, in an afterEach or afterAll, of what a failed test left running.
+ */
+export async function killAll(children: ChildProcess[]): Promise<void> {
+  for (const child of children.splice(0)) {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await waitExit(child);
+  }
+}
+
 /** What run() resolves with: the exit code (or signal name), stdout and stderr. */
 export interface RunResult {
   code: number | string;
