@@ -1,8 +1,9 @@
-// What the benchmark scripts share: the median, and what /proc says about a process (its CPU
+// What the benchmark scripts share: their flag parsing, the median, and what /proc says about a process (its CPU
 // time, resident memory, open descriptors) and about the machine (both cores' busy time).
 // Linux only, like the benchmarks.
 import { execFileSync } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
+import { parseArgs } from 'node:util';
 
 /** The median; of an even count, the mean of the two middle values. */
 export function median(values) {
@@ -63,4 +64,24 @@ export function cpuSecondsWithChildren(pid) {
     }
   }
   return total;
+}
+
+/**
+ * A script's flags: `options` (parseArgs' form) and --help/-h, strictly. An unknown or malformed
+ * flag prints the error and `usage` to stderr and exits 2; --help prints `usage` and returns null,
+ * so that the script ends there.
+ */
+export function parseFlags(options, usage) {
+  try {
+    const { values } = parseArgs({
+      options: { ...options, help: { type: 'boolean', short: 'h', default: false } },
+      strict: true,
+    });
+    if (!values.help) return values;
+  } catch (err) {
+    process.stderr.write(`${err.message}\n\n${usage}\n`);
+    process.exit(2);
+  }
+  process.stdout.write(`${usage}\n`);
+  return null;
 }

@@ -9,11 +9,11 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 
 import * as vega from 'vega';
 import * as vegaLite from 'vega-lite';
 
+import { parseFlags } from './lib.mjs';
 import {
   BASELINE,
   BENCH,
@@ -453,24 +453,14 @@ const USAGE = `usage: node bench/report.mjs [--results FILE] [--out FILE]
   -h, --help         this text`;
 
 async function main() {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      options: {
-        results: { type: 'string', default: path.join(BENCH, 'results.json') },
-        out: { type: 'string' },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-      strict: true,
-    }));
-  } catch (err) {
-    process.stderr.write(`${err.message}\n\n${USAGE}\n`);
-    process.exit(2);
-  }
-  if (values.help) {
-    process.stdout.write(`${USAGE}\n`);
-    return;
-  }
+  const values = parseFlags(
+    {
+      results: { type: 'string', default: path.join(BENCH, 'results.json') },
+      out: { type: 'string' },
+    },
+    USAGE,
+  );
+  if (values === null) return;
   const resultsFile = path.resolve(values.results);
   const outFile = path.resolve(values.out ?? path.join(path.dirname(resultsFile), 'RESULTS.md'));
   const results = JSON.parse(readFileSync(resultsFile, 'utf8'));

@@ -20,9 +20,8 @@ import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 
-import { fdCount, median, vmRssKiB } from './lib.mjs';
+import { fdCount, median, parseFlags, vmRssKiB } from './lib.mjs';
 import { fmtInt, writeReport } from './report.mjs';
 import {
   BENCH,
@@ -465,30 +464,20 @@ function build() {
 // --- main -------------------------------------------------------------------------------
 
 async function main() {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      options: {
-        quick: { type: 'boolean', default: false },
-        only: { type: 'string' },
-        runs: { type: 'string' },
-        duration: { type: 'string' },
-        warmup: { type: 'string' },
-        out: { type: 'string' },
-        list: { type: 'boolean', default: false },
-        nice: { type: 'string', default: '0' },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-      strict: true,
-    }));
-  } catch (err) {
-    process.stderr.write(`${err.message}\n\n${USAGE}\n`);
-    process.exit(2);
-  }
-  if (values.help) {
-    process.stdout.write(`${USAGE}\n`);
-    return;
-  }
+  const values = parseFlags(
+    {
+      quick: { type: 'boolean', default: false },
+      only: { type: 'string' },
+      runs: { type: 'string' },
+      duration: { type: 'string' },
+      warmup: { type: 'string' },
+      out: { type: 'string' },
+      list: { type: 'boolean', default: false },
+      nice: { type: 'string', default: '0' },
+    },
+    USAGE,
+  );
+  if (values === null) return;
   const timing = {
     runs: Number(values.runs ?? (values.quick ? 1 : 3)),
     duration: Number(values.duration ?? (values.quick ? 0.5 : 1.5)),

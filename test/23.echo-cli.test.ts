@@ -5,7 +5,7 @@ import { join } from 'node:path';
 
 import { afterEach, describe, expect, it } from 'vitest';
 
-import { BACKENDS, BEST_BACKEND, DIST, MODES, run, startCli, waitExit } from './helpers.js';
+import { BACKENDS, BEST_BACKEND, DIST, MODES, killAll, run, startCli, waitExit } from './helpers.js';
 
 const ECHO = join(DIST, 'cli', 'echo.js');
 
@@ -30,13 +30,7 @@ sys.exit(0 if sent == back else 1)
 
 const children: ChildProcess[] = [];
 
-afterEach(() => {
-  for (const child of children.splice(0)) {
-    if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
-      process.kill(child.pid, 'SIGKILL');
-    }
-  }
-});
+afterEach(() => killAll(children));
 
 async function startEcho(args: string[]): Promise<Awaited<ReturnType<typeof startCli>>> {
   const server = await startCli('echo', ['--port', '0', ...args]);

@@ -113,26 +113,13 @@ function expectNoLeak(before: number, after: number): void {
 }
 
 describe.each(BACKENDS)('fd leaks with backend %s', (backend) => {
-  it('2000 cycles under loopSync leave no fd behind', async () => {
-    const { before, after, failures } = await cycles('sync', backend, 2000, false);
-    expect(failures).toBe(0);
-    expectNoLeak(before, after);
-  });
-
-  it('500 cycles under loop() leave no fd behind', async () => {
-    const { before, after, failures } = await cycles('thread', backend, 500, false);
-    expect(failures).toBe(0);
-    expectNoLeak(before, after);
-  });
-
-  it('200 cycles under loopSync, each on a fresh private map, leave no fd behind', async () => {
-    const { before, after, failures } = await cycles('sync', backend, 200, true);
-    expect(failures).toBe(0);
-    expectNoLeak(before, after);
-  });
-
-  it('100 cycles under loop(), each on a fresh private map, leave no fd behind', async () => {
-    const { before, after, failures } = await cycles('thread', backend, 100, true);
+  it.each([
+    ['2000 cycles under loopSync leave no fd behind', 'sync', 2000, false],
+    ['500 cycles under loop() leave no fd behind', 'thread', 500, false],
+    ['200 cycles under loopSync, each on a fresh private map, leave no fd behind', 'sync', 200, true],
+    ['100 cycles under loop(), each on a fresh private map, leave no fd behind', 'thread', 100, true],
+  ] as const)('%s', async (_name, mode, count, privateMaps) => {
+    const { before, after, failures } = await cycles(mode, backend, count, privateMaps);
     expect(failures).toBe(0);
     expectNoLeak(before, after);
   });

@@ -11,7 +11,7 @@ import { performance } from 'node:perf_hooks';
 
 import { afterEach, describe, expect, it } from 'vitest';
 
-import { BACKENDS, DIST, ROOT } from './helpers.js';
+import { BACKENDS, DIST, ROOT, killAll } from './helpers.js';
 
 const INDEX = join(DIST, 'index.js');
 const FIXTURES = join(ROOT, 'test', 'fixtures');
@@ -25,14 +25,9 @@ interface ChildResult {
 }
 
 // Every child started here; afterEach kills (by PID) any that a failed test left running.
-const children = new Set<ChildProcess>();
+const children: ChildProcess[] = [];
 
-afterEach(() => {
-  for (const child of children) {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  }
-  children.clear();
-});
+afterEach(() => killAll(children));
 
 /**
  * Runs `node test/fixtures/<script> <dist/index.js> ...args` and resolves when it exits;
@@ -48,7 +43,7 @@ function runFixture(
   const child = spawn(process.execPath, [join(FIXTURES, script), INDEX, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  children.add(child);
+  children.push(child);
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d: Buffer) => {

@@ -10,7 +10,7 @@ import { performance } from 'node:perf_hooks';
 
 import { afterEach, describe, expect, it } from 'vitest';
 
-import { BACKENDS, DIST, ROOT } from './helpers.js';
+import { BACKENDS, DIST, ROOT, killAll } from './helpers.js';
 
 const INDEX = join(DIST, 'index.js');
 const FIXTURE = join(ROOT, 'test', 'fixtures', 'sync-worker.mjs');
@@ -27,21 +27,16 @@ interface Run {
   closedAt: number;
 }
 
-const children = new Set<ChildProcess>();
+const children: ChildProcess[] = [];
 
-afterEach(() => {
-  for (const child of children) {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  }
-  children.clear();
-});
+afterEach(() => killAll(children));
 
 /** `node sync-worker.mjs <dist/index.js> <backend> <scenario>`, killed after limitMs. */
 function runChild(backend: string, scenario: string, limitMs = 20_000): Promise<Run> {
   const child = spawn(process.execPath, [FIXTURE, INDEX, backend, scenario], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  children.add(child);
+  children.push(child);
   let stdout = '';
   let stderr = '';
   let exitingAt: number | null = null;

@@ -11,7 +11,18 @@ import { join } from 'node:path';
 import { SplicePipe } from 'asyncore';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
-import { BACKENDS, DIST, MODES, type Mode, accepts, freePort, run, startCli, waitExit } from './helpers.js';
+import {
+  BACKENDS,
+  DIST,
+  HALF_CLOSE_CLIENT,
+  MODES,
+  type Mode,
+  accepts,
+  freePort,
+  run,
+  startCli,
+  waitExit,
+} from './helpers.js';
 
 const FILE_BYTES = 5 * 1024 * 1024;
 /** How the forwarder moves bytes: through a kernel pipe (the default on Linux) or through JS. */
@@ -38,22 +49,6 @@ while True:
         data += chunk
     c.sendall(data)
     c.close()
-`;
-
-// Sends its bytes, shuts down its sending side, and still reads the whole answer.
-const HALF_CLOSING_CLIENT = `
-import os, socket, sys
-data = os.urandom(int(sys.argv[2]))
-c = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
-c.sendall(data)
-c.shutdown(socket.SHUT_WR)
-got = bytearray()
-while True:
-    chunk = c.recv(65536)
-    if not chunk:
-        break
-    got += chunk
-print(len(got), got == data)
 `;
 
 // Sends N bytes to its one client as fast as it takes them, then says what it sent.
@@ -242,7 +237,7 @@ describe('asyncore-forward', () => {
     it(`passes a half-close on and keeps the other direction open (${mode}, ${transfer})`, async () => {
       const echo = await startPythonServer(ECHO_AFTER_EOF_SERVER);
       const fwd = await startForwarder(mode, echo.port, 'auto', transfer);
-      const client = await run('python3', ['-c', HALF_CLOSING_CLIENT, String(fwd.port), String(1024 * 1024)]);
+      const client = await run('python3', [HALF_CLOSE_CLIENT, String(fwd.port), String(1024 * 1024)]);
       expect(client.stderr).toBe('');
       expect(client.stdout).toBe(`${1024 * 1024} True\n`);
     });

@@ -22,6 +22,24 @@ function newMap(): SocketMap {
   return map;
 }
 
+/**
+ * Reads what a non-blocking socket holds now (until it would block, or to EOF): how many bytes,
+ * and whether the peer's EOF came.
+ */
+function drain(sock: Socket): { bytes: number; eof: boolean } {
+  let bytes = 0;
+  for (;;) {
+    let got: Buffer;
+    try {
+      got = sock.recv(1 << 20);
+    } catch {
+      return { bytes, eof: false };
+    }
+    if (got.length === 0) return { bytes, eof: true };
+    bytes += got.length;
+  }
+}
+
 /** Answers each line "GET" with `reply`, as a producer or as bytes; counts what it parsed. */
 class LineServer extends AsyncChat {
   parsed = 0;
@@ -142,16 +160,7 @@ describe.each(BACKENDS)('back-pressure (%s)', (backend) => {
       let received = 0;
       for (let round = 0; round < 2000 && received < 200 * reply.length; round++) {
         await runLoop(mode, map, backend, 1);
-        for (;;) {
-          let got: Buffer;
-          try {
-            got = b.recv(1 << 20);
-          } catch {
-            break;
-          }
-          if (got.length === 0) break;
-          received += got.length;
-        }
+        received += drain(b).bytes;
       }
       expect(received).toBe(200 * reply.length);
       expect(server.parsed).toBe(200);
@@ -222,17 +231,9 @@ describe.each(BACKENDS)('EOF with output queued (%s)', (backend) => {
     let eof = false;
     for (let round = 0; round < 5000 && !eof; round++) {
       if (map.size > 0) loopSync({ map, backend, timeout: 0.05, count: 1 });
-      for (;;) {
-        let got: Buffer;
-        try {
-          got = b.recv(1 << 20);
-        } catch {
-          break;
-        }
-        if (got.length === 0) eof = true;
-        if (got.length === 0) break;
-        received += got.length;
-      }
+      const got = drain(b);
+      received += got.bytes;
+      eof = got.eof;
     }
     expect(received).toBe(reply.length);
     expect(eof).toBe(true);

@@ -13,20 +13,13 @@ import { type IterationTrace, POLLHUP, POLLIN, POLLOUT } from 'asyncore';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
 import { escapeControls, formatAddress, formatTrace, wantsColour } from '../src/cli/common.js';
-import { DIST, MODES, freePort, run, startCli, waitExit } from './helpers.js';
+import { DIST, MODES, freePort, killAll, run, startCli, waitExit } from './helpers.js';
 
 const CLI = (name: string): string => join(DIST, 'cli', `${name}.js`);
 
 /** What a test started, killed after it; and the servers a describe() shares, killed after all of it. */
 const children: ChildProcess[] = [];
 const sharedServers: ChildProcess[] = [];
-
-async function killAll(list: ChildProcess[]): Promise<void> {
-  for (const child of list.splice(0)) {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    await waitExit(child);
-  }
-}
 
 afterEach(() => killAll(children));
 afterAll(() => killAll(sharedServers));

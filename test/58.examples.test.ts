@@ -12,7 +12,7 @@ import { SOL_SOCKET, SO_RCVBUF, SO_SNDBUF, type SocketMap, Socket, closeAll, loo
 import { afterEach, describe, expect, it } from 'vitest';
 
 import { ChatServer, MAX_QUEUED } from '../examples/chat-server.js';
-import { ROOT, freePort, run, waitExit } from './helpers.js';
+import { HALF_CLOSE_CLIENT, ROOT, freePort, run, waitExit } from './helpers.js';
 
 const program = (name: string): string => join(ROOT, 'dist', 'examples', `${name}.js`);
 
@@ -130,26 +130,6 @@ describe('lesson 2: the HTTP/1.0 client', () => {
 });
 
 describe('lesson 3: the port forwarder', () => {
-  // Sends 2 MB while reading, half-closes, and reads to EOF: prints whether the echo matched.
-  const HALF_CLOSE_CLIENT = String.raw`
-import hashlib, os, socket, sys, threading
-data = os.urandom(2_000_000)
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=20)
-def writer():
-    s.sendall(data)
-    s.shutdown(socket.SHUT_WR)
-t = threading.Thread(target=writer)
-t.start()
-got = bytearray()
-while True:
-    chunk = s.recv(65536)
-    if not chunk:
-        break
-    got += chunk
-t.join()
-print(len(got), hashlib.sha256(got).hexdigest() == hashlib.sha256(data).hexdigest())
-`;
-
   it('carries three concurrent half-closing clients through socat, both ways, and exits 0 on SIGTERM', async () => {
     const target = await freePort();
     // socat's -t: after one direction ends, wait up to 10 s for the other (cat's output).
@@ -165,7 +145,7 @@ print(len(got), hashlib.sha256(got).hexdigest() == hashlib.sha256(data).hexdiges
       `127.0.0.1:${target}`,
     ]);
     const clients = await Promise.all(
-      [1, 2, 3].map(() => run('python3', ['-c', HALF_CLOSE_CLIENT, String(forwarder.port)])),
+      [1, 2, 3].map(() => run('python3', [HALF_CLOSE_CLIENT, String(forwarder.port), '2000000'])),
     );
     for (const client of clients) {
       expect(client.stderr).toBe('');

@@ -32,7 +32,7 @@ import { delimiter, dirname, join, posix } from 'node:path';
 
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
-import { ROOT } from './helpers.js';
+import { ROOT, type RunResult, killAll, run } from './helpers.js';
 
 interface PackageJson {
   version: string;
@@ -45,12 +45,6 @@ interface PackageJson {
 
 const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as PackageJson;
 
-interface Result {
-  code: number | string;
-  stdout: string;
-  stderr: string;
-}
-
 /** Runs a command in `cwd` to completion, killing it after `timeoutMs` (a safety net). */
 function exec(
   command: string,
@@ -58,20 +52,8 @@ function exec(
   cwd: string,
   timeoutMs: number,
   env: NodeJS.ProcessEnv = consumerEnv(),
-): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? signal ?? -1, stdout, stderr });
-    });
-  });
+): Promise<RunResult> {
+  return run(command, args, { cwd, timeoutMs, env });
 }
 
 /**
@@ -204,6 +186,29 @@ describe('npm pack', () => {
 });
 
 // The user's side: npm init, npm install of the tarball (which runs node-gyp), then programs.
+
+// The programs' echo handler, which sends back what it reads.
+const ECHO_CLASS = `class Echo extends DispatcherWithSend {
+  handleRead() {
+    const data = this.recv(1024);
+    if (data.length > 0) this.send(data);
+  }
+}`;
+
+// The socketpair programs' two ends: Echo, and a client that gathers the echo of `message`
+// into `echoed`, then closes both ends (`echo` names the Echo end) so that the loop ends.
+const SOCKETPAIR_ECHO = `${ECHO_CLASS}
+
+class Client extends DispatcherWithSend {
+  handleRead() {
+    echoed += this.recv(1024).toString();
+    if (echoed.length >= message.length) {
+      this.close();
+      echo.close();
+    }
+  }
+}`;
+
 const ESM_PROGRAM = `
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -214,22 +219,7 @@ const map = new Map();
 const message = 'hello through import, over a socketpair, under loop()';
 let echoed = '';
 
-class Echo extends DispatcherWithSend {
-  handleRead() {
-    const data = this.recv(1024);
-    if (data.length > 0) this.send(data);
-  }
-}
-
-class Client extends DispatcherWithSend {
-  handleRead() {
-    echoed += this.recv(1024).toString();
-    if (echoed.length >= message.length) {
-      this.close();
-      echo.close();
-    }
-  }
-}
+${SOCKETPAIR_ECHO}
 
 const [left, right] = socketpair();
 const echo = new Echo(left, map);
@@ -253,12 +243,7 @@ const map = new Map();
 const message = 'hello through require(), over loopback TCP, under loopSync()';
 let echoed = '';
 
-class Echo extends DispatcherWithSend {
-  handleRead() {
-    const data = this.recv(1024);
-    if (data.length > 0) this.send(data);
-  }
-}
+${ECHO_CLASS}
 
 class Server extends Dispatcher {
   constructor() {
@@ -302,22 +287,7 @@ const map = new Map();
 const message = 'hello through require(), under loop() and then()';
 let echoed = '';
 
-class Echo extends DispatcherWithSend {
-  handleRead() {
-    const data = this.recv(1024);
-    if (data.length > 0) this.send(data);
-  }
-}
-
-class Client extends DispatcherWithSend {
-  handleRead() {
-    echoed += this.recv(1024).toString();
-    if (echoed.length >= message.length) {
-      this.close();
-      echo.close();
-    }
-  }
-}
+${SOCKETPAIR_ECHO}
 
 const [left, right] = socketpair();
 const echo = new Echo(left, map);
@@ -377,7 +347,7 @@ async function pack(cwd: string, dest: string, ignoreScripts: boolean): Promise<
 }
 
 /** `npm init -y` in a new directory, then `npm install` of a tarball there. */
-async function installInto(project: string, tarball: string, env: NodeJS.ProcessEnv): Promise<Result> {
+async function installInto(project: string, tarball: string, env: NodeJS.ProcessEnv): Promise<RunResult> {
   mkdirSync(project);
   const init = await exec('npm', ['init', '-y'], project, 30_000, env);
   expect(init.code, init.stderr).toBe(0);
@@ -429,8 +399,8 @@ describe('the packing step, and its tarball installed into empty projects', () =
   let bareEnv: NodeJS.ProcessEnv = {};
   let noCompiler = '';
   let fromSource = '';
-  let noCompilerInstall: Result = { code: -1, stdout: '', stderr: '' };
-  let fromSourceInstall: Result = { code: -1, stdout: '', stderr: '' };
+  let noCompilerInstall: RunResult = { code: -1, stdout: '', stderr: '' };
+  let fromSourceInstall: RunResult = { code: -1, stdout: '', stderr: '' };
   const children: ChildProcess[] = [];
 
   beforeAll(async () => {
@@ -458,13 +428,7 @@ describe('the packing step, and its tarball installed into empty projects', () =
     ]);
   }, 600_000);
 
-  afterEach(() => {
-    for (const child of children.splice(0)) {
-      if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
-        process.kill(child.pid, 'SIGKILL');
-      }
-    }
-  });
+  afterEach(() => killAll(children));
 
   afterAll(() => {
     if (workDir !== '') rmSync(workDir, { recursive: true, force: true });
@@ -496,7 +460,7 @@ describe('the packing step, and its tarball installed into empty projects', () =
 
   describe('installed where PATH has node and npm but no compiler, make or python3', () => {
     it('that PATH finds node, npm and npx, and no cc, c++, gcc, g++, make, python3 or node-gyp', async () => {
-      const probe = (tool: string): Promise<Result> =>
+      const probe = (tool: string): Promise<RunResult> =>
         exec(join(bare, 'sh'), ['-c', `command -v ${tool}`], workDir, 10_000, bareEnv);
       for (const tool of ['node', 'npm', 'npx']) expect((await probe(tool)).code, tool).toBe(0);
       for (const tool of ['cc', 'c++', 'gcc', 'g++', 'make', 'python3', 'python', 'node-gyp']) {

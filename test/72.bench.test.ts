@@ -3,20 +3,14 @@
 // nginx peer of bench/http, which must start on a loopback port from a temporary prefix, serve
 // the hello page the other servers serve, and leave nothing behind once stopped by its PID.
 // No figure is judged here: the recorded results.json is only the report's input.
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
-import { ROOT } from './helpers.js';
-
-interface Result {
-  code: number | string;
-  stdout: string;
-  stderr: string;
-}
+import { ROOT, type RunResult, killAll, run } from './helpers.js';
 
 const children: ChildProcess[] = [];
 
@@ -31,30 +25,11 @@ function plainEnv(): NodeJS.ProcessEnv {
 }
 
 /** Runs node with `args` in the repository, killing it after `timeoutMs` (a safety net). */
-function node(args: string[], timeoutMs: number): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, { cwd: ROOT, env: plainEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
-    children.push(child);
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? signal ?? -1, stdout, stderr });
-    });
-  });
+function node(args: string[], timeoutMs: number): Promise<RunResult> {
+  return run(process.execPath, args, { cwd: ROOT, env: plainEnv(), timeoutMs, children });
 }
 
-afterEach(() => {
-  for (const child of children.splice(0)) {
-    if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
-      process.kill(child.pid, 'SIGKILL');
-    }
-  }
-});
+afterEach(() => killAll(children));
 
 interface EchoResult {
   scenario: string;
@@ -85,7 +60,7 @@ function table(markdown: string, heading: string): { header: string[]; rows: str
 
 describe('bench/report.mjs redraws a report from results.json alone', () => {
   let dir = '';
-  let report: Result = { code: -1, stdout: '', stderr: '' };
+  let report: RunResult = { code: -1, stdout: '', stderr: '' };
   let markdown = '';
   const recorded = JSON.parse(readFileSync(join(ROOT, 'bench', 'results.json'), 'utf8')) as { echo: EchoResult[] };
   const HAND_WRITTEN = '# Echo benchmark results\n\nHand-written text before the markers.\n\n';

@@ -31,6 +31,8 @@ import {
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
 export const DIST = join(ROOT, 'dist');
 export const FAULTS = join(ROOT, 'test', 'fixtures', 'faults');
+/** test/fixtures/half_close_client.py: per SIZE a connection that sends, half-closes, reads to EOF. */
+export const HALF_CLOSE_CLIENT = join(ROOT, 'test', 'fixtures', 'half_close_client.py');
 
 /** Every backend compiled in here ('select', 'poll', 'epoll' on Linux). */
 export const BACKENDS = availableBackends() as ('select' | 'poll' | 'epoll')[];
@@ -207,14 +209,46 @@ export function waitExit(child: ChildProcess, ms = 10_000): Promise<number | str
   });
 }
 
-/** Runs a command to completion; resolves with its exit code, stdout and stderr. */
+/**
+ * SIGKILLs every child of `children` still running and waits for each to exit, emptying the
+ * list: the clean-up, in an afterEach or afterAll, of what a failed test left running.
+ */
+export async function killAll(children: ChildProcess[]): Promise<void> {
+  for (const child of children.splice(0)) {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await waitExit(child);
+  }
+}
+
+/** What run() resolves with: the exit code (or signal name), stdout and stderr. */
+export interface RunResult {
+  code: number | string;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs a command to completion (killing it after `timeoutMs`, a safety net). `children`, when
+ * given, receives the child, so that an `afterEach` can kill it if the test ends first.
+ */
 export function run(
   command: string,
   args: string[],
-  options: { input?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
-): Promise<{ code: number | string; stdout: string; stderr: string }> {
+  options: {
+    input?: string;
+    timeoutMs?: number;
+    env?: NodeJS.ProcessEnv;
+    cwd?: string;
+    children?: ChildProcess[];
+  } = {},
+): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'], env: options.env ?? process.env });
+    const child = spawn(command, args, {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      env: options.env ?? process.env,
+      cwd: options.cwd,
+    });
+    options.children?.push(child);
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));

@@ -143,9 +143,17 @@ async function client(port, { idle = 0, messages, size = 64, warmup = 0, rounds 
 const echoServer = (backend, mode = 'sync', extra = []) =>
   startServer(process.execPath, [ECHO_CLI, '--backend', backend, '--mode', mode, '--port', '0', ...extra]);
 
-/** Python 3.11's asyncore with the same echo handler. */
+/** Python 3.11's asyncore with the same echo handler: the benchmarks' Python peer. */
 const pythonServer = (usePoll) =>
-  startServer('python3', ['-W', 'ignore', path.join(TOUR, 'py_echo.py'), ...(usePoll ? ['--poll'] : [])]);
+  startServer('python3', [
+    '-W',
+    'ignore',
+    path.join(ROOT, 'bench', 'peers', 'py-echo.py'),
+    '--port',
+    '0',
+    '--backend',
+    usePoll ? 'poll' : 'select',
+  ]);
 
 /** Counts the system calls of every thread of `pid` while `work()` runs (strace -c -f -p). */
 async function straceCount(pid, work) {
@@ -513,7 +521,7 @@ ${rows.join('\n')}
 ${reproduce(
   'node dist/cli/echo.js --backend BACKEND --port 0',
   `python3 docs/tour/client.py PORT --idle N --messages ${COUNTS.idleMessages} --warmup ${COUNTS.warmup} --rounds ${COUNTS.idleRounds}`,
-)}; Python's server: \`python3 -W ignore docs/tour/py_echo.py [--poll]\`. \`select\` is measured up to ${fmt(maxSmall)} idle
+)}; Python's server: \`python3 -W ignore bench/peers/py-echo.py --port 0 --backend select|poll\`. \`select\` is measured up to ${fmt(maxSmall)} idle
 connections only: near 1,000 the server's fds pass 1,024 (section 3).
 
 Why the curves differ:

@@ -4,8 +4,8 @@
 //   node docs/tour/record.mjs --backend select|poll|epoll [--idle N] [--messages M]
 //
 // Prints one JSON object: the backend, the listener's and the busy connection's fds, and
-// every iteration from the busy connection's accept to its close (all of them when there are
-// no idle connections). The echo server is README's, line for line; the loop is loopSync.
+// every iteration from the busy connection's accept to its close (without idle connections,
+// all of them from the first wait that returns a ready fd). The echo server is README's, line for line; the loop is loopSync.
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -80,7 +80,9 @@ while (closed < idle + 1 && Date.now() < deadline) {
     timeout: 1,
     count: 1,
     trace: (it) => {
-      const recording = idle === 0 || (busyFd !== null && !busyClosed);
+      // Without idle connections, from the first wait that returns something: the waits that
+      // time out while python3 starts (seconds on a loaded machine) show nothing of the loop.
+      const recording = idle === 0 ? traces.length > 0 || it.ready.length > 0 : busyFd !== null && !busyClosed;
       if (!recording) return;
       first ??= it.iteration;
       traces.push({ ...it, iteration: traces.length });
