@@ -429,7 +429,7 @@ process, an unfortified one corrupts memory silently. A server that reaches 1,02
 The package checks before it touches a set: the select backend refuses the fd
 (${source('native/backend_select.cc', 'if (fd >= FD_SETSIZE) return -ERANGE;', 'fd >= FD_SETSIZE')}), and the loop turns that
 into a \`RangeError\` that names the fd and the way out
-(${source('src/loop.ts', 'is beyond what', 'RangeError')}). From a real run
+(${source('src/backends.ts', 'is beyond what', 'RangeError')}). From a real run
 (\`docs/tour/fd-setsize.mjs\` opens sockets until one gets fd ${result.fd}, listens on it, has python3
 connect, and runs one iteration with each backend):
 
@@ -622,13 +622,13 @@ function sectionBytePath() {
       'In TypeScript, one iteration is ask, wait, dispatch:',
       source('src/loop.ts', 'function iterateSync(', 'iterateSync'),
       "and the poller looks up each ready fd's dispatcher in the map before any handler runs (a handler may close another fd, and a new socket may reuse its number)",
-      source('src/loop.ts', 'dispatch(count: number, map: SocketMap): void', 'Poller.dispatch'),
+      source('src/poller.ts', 'dispatch(count: number, map: SocketMap): void', 'Poller.dispatch'),
     ],
     [
       "poll-style backends route each fd's events as Python's `readwrite()` does (select: a read pass, a write pass, an except pass):",
-      source('src/loop.ts', 'export function readwrite(', 'readwrite'),
+      source('src/readwrite.ts', 'export function readwrite(', 'readwrite'),
       'POLLIN goes to',
-      source('src/loop.ts', 'else obj.handleReadEvent();', 'handleReadEvent()'),
+      source('src/readwrite.ts', 'else obj.handleReadEvent();', 'handleReadEvent()'),
     ],
     [
       'The dispatcher decides what readability means: an accept on a listener, a finished connect, or data:',
