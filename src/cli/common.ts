@@ -4,6 +4,8 @@
 import { type ParseArgsConfig, parseArgs } from 'node:util';
 
 import {
+  AF_INET,
+  AF_INET6,
   type Address,
   type Dispatcher,
   type IterationTrace,
@@ -14,6 +16,8 @@ import {
   POLLNVAL,
   POLLOUT,
   POLLPRI,
+  SOL_SOCKET,
+  SO_REUSEPORT,
   SignalDispatcher,
   Socket,
   SocketError,
@@ -73,6 +77,25 @@ export function formatAddress(addr: Address): string {
 export function listeningAddress(server: Dispatcher): string {
   const name = server.socket instanceof Socket ? server.socket.getsockname() : '?';
   return typeof name === 'string' ? name : `${name[0]}:${name[1]}`;
+}
+
+/** The port a listening dispatcher is bound to (0 for a UNIX socket): what a pool worker reports. */
+export function boundPort(server: Dispatcher): number {
+  const name = server.socket instanceof Socket ? server.socket.getsockname() : '';
+  return typeof name === 'string' ? 0 : name[1];
+}
+
+/**
+ * What every server tool's listener does: a TCP socket of the host's family, SO_REUSEADDR, and
+ * SO_REUSEPORT when it is one of several workers' listeners on the same port (the kernel then
+ * spreads connections over them), bound and listening with a backlog of 1024.
+ */
+export function listenTcp(server: Dispatcher, host: string, port: number, reusePort: boolean): void {
+  server.createSocket(host.includes(':') ? AF_INET6 : AF_INET);
+  server.setReuseAddr();
+  if (reusePort && server.socket instanceof Socket) server.socket.setsockopt(SOL_SOCKET, SO_REUSEPORT, 1);
+  server.bind([host, port]);
+  server.listen(1024);
 }
 
 /**

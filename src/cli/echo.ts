@@ -13,20 +13,25 @@
 // before the server closes.
 
 import {
-  AF_INET,
-  AF_INET6,
   type Address,
   Dispatcher,
   DispatcherWithSend,
   IPPROTO_TCP,
-  SOL_SOCKET,
-  SO_REUSEPORT,
   Socket,
   TCP_NODELAY,
   declareBuiltInPredicates,
   inWorkerPool,
 } from '../index.js';
-import { Cli, LOOP_FLAGS, LOOP_USAGE, formatAddress, listeningAddress, traceToStderr } from './common.js';
+import {
+  Cli,
+  LOOP_FLAGS,
+  LOOP_USAGE,
+  boundPort,
+  formatAddress,
+  listenTcp,
+  listeningAddress,
+  traceToStderr,
+} from './common.js';
 import { type PoolData, WORKERS_FLAG, parseWorkers, poolWorker, runPoolWorker, servePool } from './pool.js';
 
 const USAGE = `usage: asyncore-echo [options]
@@ -115,12 +120,7 @@ class EchoServer extends Dispatcher {
     reusePort = false,
   ) {
     super();
-    this.createSocket(host.includes(':') ? AF_INET6 : AF_INET);
-    this.setReuseAddr();
-    // One listener per worker on the same port: the kernel spreads connections over them.
-    if (reusePort && this.socket instanceof Socket) this.socket.setsockopt(SOL_SOCKET, SO_REUSEPORT, 1);
-    this.bind([host, port]);
-    this.listen(1024);
+    listenTcp(this, host, port, reusePort);
   }
 
   override handleAccepted(sock: Socket, addr: Address): void {
@@ -128,11 +128,6 @@ class EchoServer extends Dispatcher {
     sock.setsockopt(IPPROTO_TCP, TCP_NODELAY, 1);
     new EchoHandler(sock);
     this.onAccepted?.();
-  }
-
-  port(): number {
-    const name = this.socket instanceof Socket ? this.socket.getsockname() : '';
-    return typeof name === 'string' ? 0 : name[1];
   }
 }
 
@@ -151,7 +146,7 @@ function serveAsWorker(): void {
   const server = new EchoServer(host, port, verbose, true);
   server.onAccepted = (): void => ctx.count('connections');
   countEchoed = (bytes): void => ctx.count('bytes', bytes);
-  ctx.ready({ port: server.port(), address: listeningAddress(server) });
+  ctx.ready({ port: boundPort(server), address: listeningAddress(server) });
   runPoolWorker(mode, { backend, timeout: 30, ...(trace ? { trace: traceToStderr(verbose) } : {}) });
 }
 

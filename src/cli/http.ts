@@ -21,15 +21,11 @@ import { closeSync, openSync, readFileSync, readSync, realpathSync, statSync } f
 import { extname, join, sep } from 'node:path';
 
 import {
-  AF_INET,
-  AF_INET6,
   type Address,
   AsyncChat,
   Dispatcher,
   IPPROTO_TCP,
   type Producer,
-  SOL_SOCKET,
-  SO_REUSEPORT,
   type ScheduledCall,
   Socket,
   TCP_NODELAY,
@@ -40,9 +36,11 @@ import {
   Cli,
   LOOP_FLAGS,
   LOOP_USAGE,
+  boundPort,
   describeError,
   escapeControls,
   formatAddress,
+  listenTcp,
   listeningAddress,
   traceToStderr,
 } from './common.js';
@@ -519,12 +517,7 @@ class HttpServer extends Dispatcher {
     reusePort = false,
   ) {
     super();
-    this.createSocket(host.includes(':') ? AF_INET6 : AF_INET);
-    this.setReuseAddr();
-    // One listener per worker on the same port: the kernel spreads connections over them.
-    if (reusePort && this.socket instanceof Socket) this.socket.setsockopt(SOL_SOCKET, SO_REUSEPORT, 1);
-    this.bind([host, port]);
-    this.listen(1024);
+    listenTcp(this, host, port, reusePort);
   }
 
   override handleAccepted(sock: Socket, addr: Address): void {
@@ -567,11 +560,6 @@ class HttpServer extends Dispatcher {
       // The peer is gone or its buffer is full: the close says it all.
     }
     sock.close();
-  }
-
-  port(): number {
-    const name = this.socket instanceof Socket ? this.socket.getsockname() : '';
-    return typeof name === 'string' ? 0 : name[1];
   }
 
   /** A failed accept() (EMFILE, ENFILE, ...) must not close the listener: log, and keep listening. */
@@ -624,7 +612,7 @@ function serveAsWorker(): void {
   const { host, settings, maxConnections, backend, mode, trace, verbose } = ctx.data;
   const server = new HttpServer(host, port, settings, maxConnections, true);
   server.onAccepted = (): void => ctx.count('connections');
-  ctx.ready({ port: server.port(), address: listeningAddress(server) });
+  ctx.ready({ port: boundPort(server), address: listeningAddress(server) });
   runPoolWorker(mode, { backend, timeout: 30, ...(trace ? { trace: traceToStderr(verbose) } : {}) });
 }
 
