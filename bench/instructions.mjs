@@ -20,7 +20,8 @@ import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+
+import { flags, waitFor } from './lib.mjs';
 
 const BENCH = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.dirname(BENCH);
@@ -33,38 +34,17 @@ const SUBJECTS = {
   c: [path.join(OUT, 'epoll-echo'), '--port', '0'],
 };
 
-const { values } = parseArgs({
-  options: {
-    subjects: { type: 'string', default: 'sync,thread,c' },
-    conns: { type: 'string', default: '50' },
-    rounds: { type: 'string', default: '400,1200' },
-    repeat: { type: 'string', default: '1' },
-  },
-});
+const USAGE =
+  'usage: node bench/instructions.mjs [--subjects sync,thread,c] [--conns 50] [--rounds 400,1200] [--repeat 1]';
+const values = flags({ subjects: 'sync,thread,c', conns: 50, rounds: '400,1200', repeat: 1 }, USAGE);
 const subjects = values.subjects.split(',');
 for (const id of subjects) if (!(id in SUBJECTS)) throw new Error(`unknown subject ${id}`);
-const conns = Number(values.conns);
+const conns = values.conns;
 const rounds = values.rounds.split(',').map(Number);
 if (rounds.length < 2) throw new Error('--rounds needs at least two counts');
 
 mkdirSync(OUT, { recursive: true });
 execFileSync('cc', ['-O2', '-o', path.join(OUT, 'epoll-echo'), path.join(BENCH, 'peers', 'epoll-echo.c')]);
-
-/** Resolves with the first match of `pattern` in a stream's text. */
-function waitFor(stream, pattern, what) {
-  return new Promise((resolve, reject) => {
-    let text = '';
-    const timer = setTimeout(() => reject(new Error(`${what}: no ${pattern} in ${text}`)), 120_000);
-    stream.on('data', (chunk) => {
-      text += chunk.toString();
-      const match = pattern.exec(text);
-      if (match !== null) {
-        clearTimeout(timer);
-        resolve(match);
-      }
-    });
-  });
-}
 
 /** One client: `count` round trips of MESSAGE, each echo checked; resolves when all are done. */
 function pingPong(port, count) {
@@ -98,7 +78,7 @@ async function measure(id, count) {
   server.stderr.resume();
   const exited = new Promise((resolve) => server.on('exit', resolve));
   try {
-    const [, port] = await waitFor(server.stdout, /listening on .*:(\d+)/, id);
+    const [, port] = await waitFor(server.stdout, /listening on .*:(\d+)/, id, 120_000);
     await Promise.all(Array.from({ length: conns }, () => pingPong(Number(port), count)));
   } finally {
     server.kill('SIGTERM');
@@ -110,7 +90,7 @@ async function measure(id, count) {
 }
 
 const lines = [];
-for (let r = 1; r <= Number(values.repeat); r++) {
+for (let r = 1; r <= values.repeat; r++) {
   for (const id of subjects) {
     const totals = [];
     for (const count of rounds) {

@@ -1,5 +1,6 @@
-// What the benchmark scripts share: their flag parsing, the median, and what /proc says about a process (its CPU
-// time, resident memory, open descriptors) and about the machine (both cores' busy time).
+// What the benchmark scripts share: their flag parsing, waiting for a line of a child's output,
+// the median, and what /proc says about a process (its CPU time, resident memory, open
+// descriptors) and about the machine (both cores' busy time).
 // Linux only, like the benchmarks.
 import { execFileSync } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
@@ -84,4 +85,45 @@ export function parseFlags(options, usage) {
   }
   process.stdout.write(`${usage}\n`);
   return null;
+}
+
+/**
+ * A script's flags from their defaults, parsed strictly by parseFlags: a number default makes a
+ * flag that comes back as a number (a value that is not one prints the error and `usage` to
+ * stderr and exits 2), a string default a string flag, `false` a boolean flag, and `undefined` a
+ * string flag without a default. --help prints `usage` and exits 0.
+ */
+export function flags(defaults, usage) {
+  const options = {};
+  for (const [name, value] of Object.entries(defaults)) {
+    if (typeof value === 'boolean') options[name] = { type: 'boolean', default: value };
+    else options[name] = value === undefined ? { type: 'string' } : { type: 'string', default: String(value) };
+  }
+  const values = parseFlags(options, usage);
+  if (values === null) process.exit(0);
+  for (const [name, value] of Object.entries(defaults)) {
+    if (typeof value !== 'number') continue;
+    values[name] = Number(values[name]);
+    if (!Number.isFinite(values[name])) {
+      process.stderr.write(`--${name} takes a number\n\n${usage}\n`);
+      process.exit(2);
+    }
+  }
+  return values;
+}
+
+/** Resolves with the first match of `pattern` in a stream's text; rejects after `ms` without one. */
+export function waitFor(stream, pattern, what, ms = 20_000) {
+  return new Promise((resolve, reject) => {
+    let text = '';
+    const timer = setTimeout(() => reject(new Error(`${what}: no ${pattern} in ${text}`)), ms);
+    stream.on('data', (chunk) => {
+      text += chunk.toString();
+      const match = pattern.exec(text);
+      if (match !== null) {
+        clearTimeout(timer);
+        resolve(match);
+      }
+    });
+  });
 }

@@ -22,9 +22,8 @@ import { spawn } from 'node:child_process';
 import { connect } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 
-import { vmRssKiB } from './lib.mjs';
+import { flags, vmRssKiB } from './lib.mjs';
 
 const ECHO = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'cli', 'echo.js');
 const POOL_BYTES = 1 << 20;
@@ -42,25 +41,21 @@ const USAGE = `usage: node bench/soak.mjs [--seconds 60] [--connections 50] [--m
                           [--backend auto|select|poll|epoll] [--seed N] [--json] [--echo PATH]`;
 
 function parseOptions() {
-  const { values } = parseArgs({
-    options: {
-      seconds: { type: 'string', default: '60' },
-      connections: { type: 'string', default: '50' },
-      mode: { type: 'string', default: 'sync' },
-      backend: { type: 'string', default: 'auto' },
-      seed: { type: 'string', default: String(Date.now() % 2 ** 31) },
-      json: { type: 'boolean', default: false },
-      echo: { type: 'string', default: ECHO },
-      help: { type: 'boolean', short: 'h', default: false },
+  const values = flags(
+    {
+      seconds: 60,
+      connections: 50,
+      mode: 'sync',
+      backend: 'auto',
+      seed: Date.now() % 2 ** 31,
+      json: false,
+      echo: ECHO,
     },
-  });
-  if (values.help) {
-    console.log(USAGE);
-    process.exit(0);
-  }
+    USAGE,
+  );
   const number = (name, min) => {
-    const value = Number(values[name]);
-    if (!Number.isFinite(value) || value < min) {
+    const value = values[name];
+    if (value < min) {
       console.error(`soak: --${name} must be a number >= ${min}\n${USAGE}`);
       process.exit(2);
     }

@@ -15,9 +15,8 @@ import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 
-import { cpuSeconds, median } from './lib.mjs';
+import { cpuSeconds, flags, median, waitFor } from './lib.mjs';
 
 const BENCH = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.dirname(BENCH);
@@ -30,16 +29,10 @@ const SUBJECTS = {
   'node-net': ['node', 'bench/peers/node-echo.mjs', '--port', '0'],
 };
 
-const { values } = parseArgs({
-  options: {
-    starts: { type: 'string', default: '5' },
-    conns: { type: 'string', default: '50' },
-    idle: { type: 'string', default: '0' },
-    duration: { type: 'string', default: '3' },
-    subjects: { type: 'string', default: Object.keys(SUBJECTS).join(',') },
-  },
-});
-const starts = Number(values.starts);
+const USAGE = `usage: node bench/split.mjs [--starts 5] [--conns 50] [--idle 0] [--duration 3] [--subjects a,b,...]
+  subjects: ${Object.keys(SUBJECTS).join(', ')}`;
+const values = flags({ starts: 5, conns: 50, idle: 0, duration: 3, subjects: Object.keys(SUBJECTS).join(',') }, USAGE);
+const starts = values.starts;
 const subjects = values.subjects.split(',');
 for (const id of subjects) if (!(id in SUBJECTS)) throw new Error(`unknown subject ${id}`);
 
@@ -51,27 +44,20 @@ for (const [source, binary] of [
   execFileSync('cc', ['-O2', '-o', path.join(OUT, binary), path.join(BENCH, source)]);
 }
 
-/** Resolves with the first match of `pattern` in a stream's text. */
-function waitFor(stream, pattern, what) {
-  return new Promise((resolve, reject) => {
-    let text = '';
-    const timer = setTimeout(() => reject(new Error(`${what}: no ${pattern} in ${text}`)), 20_000);
-    stream.on('data', (chunk) => {
-      text += chunk.toString();
-      const match = pattern.exec(text);
-      if (match !== null) {
-        clearTimeout(timer);
-        resolve(match);
-      }
-    });
-  });
-}
-
 async function measureOnce(id) {
   const server = spawn('taskset', ['-c', '0', ...SUBJECTS[id]], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
   try {
     const [, port] = await waitFor(server.stdout, /listening on .*:(\d+)/, id);
-    const loadgenArgs = ['--port', port, '--conns', values.conns, '--idle', values.idle, '--duration', values.duration];
+    const loadgenArgs = [
+      '--port',
+      port,
+      '--conns',
+      values.conns,
+      '--idle',
+      values.idle,
+      '--duration',
+      values.duration,
+    ].map(String);
     loadgenArgs.push('--warmup', '0', '--wait');
     const loadgen = spawn('taskset', ['-c', '1', path.join(OUT, 'loadgen'), ...loadgenArgs], {
       stdio: ['pipe', 'pipe', 'inherit'],
@@ -79,7 +65,7 @@ async function measureOnce(id) {
     const report = waitFor(loadgen.stdout, /(\{"run".*\})\n/, 'loadgen');
     await waitFor(loadgen.stdout, /"connected"/, 'loadgen');
     // Let the server accept them all (a connect completes at the handshake, before accept()).
-    await new Promise((resolve) => setTimeout(resolve, 200 + Number(values.idle) / 5));
+    await new Promise((resolve) => setTimeout(resolve, 200 + values.idle / 5));
     // loadgen starts sending on this line: the CPU window and the counting window coincide.
     const { user: user0, system: system0 } = cpuSeconds(server.pid);
     loadgen.stdin.write('go\n');

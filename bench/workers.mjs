@@ -17,26 +17,30 @@ import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+
+import { flags } from './lib.mjs';
 
 const BENCH = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.dirname(BENCH);
 const OUT = path.join(BENCH, 'out');
 const ECHO = path.join(ROOT, 'dist', 'cli', 'echo.js');
 
-const { values } = parseArgs({
-  options: {
-    workers: { type: 'string', default: '1,2' },
-    conns: { type: 'string', default: '50' },
-    size: { type: 'string', default: '64' },
-    duration: { type: 'string', default: '5' },
-    warmup: { type: 'string', default: '1' },
-    'server-cpus': { type: 'string', default: '0' },
-    'loadgen-cpus': { type: 'string', default: '1' },
-    mode: { type: 'string', default: 'sync' },
-    backend: { type: 'string', default: 'epoll' },
+const USAGE = `usage: node bench/workers.mjs [--workers 1,2] [--conns 50] [--size 64] [--duration 5] [--warmup 1]
+                             [--server-cpus 0] [--loadgen-cpus 1] [--mode sync] [--backend epoll]`;
+const values = flags(
+  {
+    workers: '1,2',
+    conns: 50,
+    size: 64,
+    duration: 5,
+    warmup: 1,
+    'server-cpus': '0',
+    'loadgen-cpus': '1',
+    mode: 'sync',
+    backend: 'epoll',
   },
-});
+  USAGE,
+);
 const workerCounts = values.workers.split(',').map(Number);
 
 function loadgenBinary() {
@@ -94,13 +98,13 @@ async function measure(workers, loadgen) {
       '--port',
       port,
       '--conns',
-      values.conns,
+      String(values.conns),
       '--size',
-      values.size,
+      String(values.size),
       '--duration',
-      values.duration,
+      String(values.duration),
       '--warmup',
-      values.warmup,
+      String(values.warmup),
       '--runs',
       '1',
       '--server-pid',

@@ -15,6 +15,7 @@ import {
   BACKENDS,
   DIST,
   HALF_CLOSE_CLIENT,
+  HALF_CLOSE_PEERS,
   MODES,
   type Mode,
   accepts,
@@ -32,24 +33,6 @@ const CONCURRENT_CURLS = 50;
 const SLOW_READER_BYTES = 50 * 1024 * 1024;
 /** How far the forwarder's resident memory may grow while a reader stalls 50 MiB. */
 const RSS_GROWTH_LIMIT_KB = 64 * 1024;
-
-// Reads until EOF, then sends everything back and closes: the answer only flows after the
-// client's half-close has been passed on.
-const ECHO_AFTER_EOF_SERVER = `
-import socket
-s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(16)
-print(s.getsockname()[1], flush=True)
-while True:
-    c, _ = s.accept()
-    data = bytearray()
-    while True:
-        chunk = c.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    c.sendall(data)
-    c.close()
-`;
 
 // Sends N bytes to its one client as fast as it takes them, then says what it sent.
 const FAST_SENDER = `
@@ -150,9 +133,9 @@ describe('asyncore-forward', () => {
     return { pid: fwd.child.pid as number, port: fwd.port, announce: fwd.output() };
   }
 
-  /** A python3 program that prints its listening port first. */
-  async function startPythonServer(source: string, args: string[] = []): Promise<{ port: number; output: Output }> {
-    const child = spawnChild('python3', ['-c', source, ...args]);
+  /** A python3 program (python3's arguments: `-c SOURCE ...` or `SCRIPT ...`) that prints its listening port first. */
+  async function startPythonServer(argv: string[]): Promise<{ port: number; output: Output }> {
+    const child = spawnChild('python3', argv);
     const output = new Output(child);
     const [, port] = await output.match(/^(\d+)\n/);
     return { port: Number(port), output };
@@ -235,7 +218,9 @@ describe('asyncore-forward', () => {
 
   for (const [mode, transfer] of MODES.flatMap((m) => TRANSFERS.map((t) => [m, t] as const))) {
     it(`passes a half-close on and keeps the other direction open (${mode}, ${transfer})`, async () => {
-      const echo = await startPythonServer(ECHO_AFTER_EOF_SERVER);
+      // Reads until EOF, then sends everything back and closes: the answer only flows after the
+      // client's half-close has been passed on.
+      const echo = await startPythonServer([HALF_CLOSE_PEERS, 'echo-after-eof']);
       const fwd = await startForwarder(mode, echo.port, 'auto', transfer);
       const client = await run('python3', [HALF_CLOSE_CLIENT, String(fwd.port), String(1024 * 1024)]);
       expect(client.stderr).toBe('');
@@ -243,7 +228,7 @@ describe('asyncore-forward', () => {
     });
 
     it(`holds a fast sender back while the reader stalls, memory bounded, nothing lost (${mode}, ${transfer})`, async () => {
-      const sender = await startPythonServer(FAST_SENDER, [String(SLOW_READER_BYTES)]);
+      const sender = await startPythonServer(['-c', FAST_SENDER, String(SLOW_READER_BYTES)]);
       const fwd = await startForwarder(mode, sender.port, 'auto', transfer);
       const rssAtStart = vmRssKb(fwd.pid);
       const reader = spawnChild('python3', ['-c', STALLED_READER, String(fwd.port)]);

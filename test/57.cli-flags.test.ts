@@ -13,7 +13,7 @@ import { type IterationTrace, POLLHUP, POLLIN, POLLOUT } from 'asyncore';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
 import { escapeControls, formatAddress, formatTrace, wantsColour } from '../src/cli/common.js';
-import { DIST, MODES, freePort, killAll, run, startCli, waitExit } from './helpers.js';
+import { DIST, HALF_CLOSE_PEERS, MODES, freePort, killAll, run, startCli, waitExit } from './helpers.js';
 
 const CLI = (name: string): string => join(DIST, 'cli', `${name}.js`);
 
@@ -49,15 +49,12 @@ async function stop(server: { child: ChildProcess; output: () => string }): Prom
 }
 
 /**
- * A python3 program that prints its listening port on its first line, and keeps running until
- * the test ends (or, `shared`, until the file's tests end).
+ * A python3 program (python3's arguments: `-c SOURCE ...` or `SCRIPT ...`) that prints its
+ * listening port on its first line, and keeps running until the test ends (or, `shared`, until
+ * the file's tests end).
  */
-async function startPython(
-  source: string,
-  args: string[] = [],
-  shared = false,
-): Promise<{ port: number; output: () => string }> {
-  const child = spawn('python3', ['-c', source, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+async function startPython(argv: string[], shared = false): Promise<{ port: number; output: () => string }> {
+  const child = spawn('python3', argv, { stdio: ['ignore', 'pipe', 'pipe'] });
   (shared ? sharedServers : children).push(child);
   let out = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -103,26 +100,6 @@ os.chdir(sys.argv[1])
 server = http.server.HTTPServer(('127.0.0.1', 0), Handler)
 print(server.server_address[1], flush=True)
 server.serve_forever()
-`;
-
-// Answers every connection with the bytes of argv[1] (hex) once the request head is in.
-const PY_CANNED_SERVER = `
-import socket, sys
-reply = bytes.fromhex(sys.argv[1])
-srv = socket.socket()
-srv.bind(('127.0.0.1', 0))
-srv.listen(8)
-print(srv.getsockname()[1], flush=True)
-while True:
-    conn, _ = srv.accept()
-    head = b''
-    while b'\\r\\n\\r\\n' not in head:
-        chunk = conn.recv(4096)
-        if not chunk:
-            break
-        head += chunk
-    conn.sendall(reply)
-    conn.close()
 `;
 
 /** The raw bytes of a response to `GET path HTTP/1.0`, read with node:net. */
@@ -361,7 +338,7 @@ describe('on a terminal', () => {
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'asyncore-57-'));
     writeFileSync(join(dir, 'hello.txt'), 'hello\n');
-    ({ port } = await startPython(PY_HTTP_SERVER, [dir], true));
+    ({ port } = await startPython(['-c', PY_HTTP_SERVER, dir], true));
   });
 
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -387,7 +364,7 @@ describe('asyncore-get', () => {
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'asyncore-57-'));
     writeFileSync(join(dir, 'data.bin'), body);
-    ({ port } = await startPython(PY_HTTP_SERVER, [dir], true));
+    ({ port } = await startPython(['-c', PY_HTTP_SERVER, dir], true));
   });
 
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -448,7 +425,7 @@ describe('asyncore-get', () => {
       'HTTP/1.0 200 OK\r\nX-Title: \x1b]0;owned\x07\x1b[2J\r\nContent-Length: 2\r\n\r\nok',
       'latin1',
     );
-    const canned = await startPython(PY_CANNED_SERVER, [reply.toString('hex')]);
+    const canned = await startPython([HALF_CLOSE_PEERS, 'canned', reply.toString('hex')]);
     const url = `http://127.0.0.1:${canned.port}/`;
     const verbose = await runBytes([CLI('get'), '-v', url]);
     expect(verbose.code).toBe(0);
@@ -461,7 +438,7 @@ describe('asyncore-get', () => {
 
   it('escapes a reason phrase with control characters in its failure message', async () => {
     const reply = Buffer.from('HTTP/1.0 418 Tea\x1b[31mpot\r\nContent-Length: 0\r\n\r\n', 'latin1');
-    const canned = await startPython(PY_CANNED_SERVER, [reply.toString('hex')]);
+    const canned = await startPython([HALF_CLOSE_PEERS, 'canned', reply.toString('hex')]);
     const result = await runBytes([CLI('get'), `http://127.0.0.1:${canned.port}/`]);
     expect(result.code).toBe(1);
     expect(result.stderr).toBe('asyncore-get: HTTP 418 Tea\\x1b[31mpot\n');
@@ -475,7 +452,7 @@ describe('asyncore-forward', () => {
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'asyncore-57-'));
     writeFileSync(join(dir, 'index.txt'), 'through the forwarder\n');
-    ({ port: httpPort } = await startPython(PY_HTTP_SERVER, [dir], true));
+    ({ port: httpPort } = await startPython(['-c', PY_HTTP_SERVER, dir], true));
   });
 
   afterAll(() => rmSync(dir, { recursive: true, force: true }));

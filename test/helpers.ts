@@ -33,6 +33,8 @@ export const DIST = join(ROOT, 'dist');
 export const FAULTS = join(ROOT, 'test', 'fixtures', 'faults');
 /** test/fixtures/half_close_client.py: per SIZE a connection that sends, half-closes, reads to EOF. */
 export const HALF_CLOSE_CLIENT = join(ROOT, 'test', 'fixtures', 'half_close_client.py');
+/** test/fixtures/half_close_peers.py: servers that read to EOF (or a request head) before they answer. */
+export const HALF_CLOSE_PEERS = join(ROOT, 'test', 'fixtures', 'half_close_peers.py');
 
 /** Every backend compiled in here ('select', 'poll', 'epoll' on Linux). */
 export const BACKENDS = availableBackends() as ('select' | 'poll' | 'epoll')[];

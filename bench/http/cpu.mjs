@@ -13,22 +13,24 @@
 // --nginx adds nginx with one worker (nginx-light's /usr/sbin/nginx).
 // Prints req/s, server CPU microseconds per request (user, system), and wrk's own CPU per
 // request and share of its core. Loopback only; every server it starts is stopped by PID.
-import { parseArgs } from 'node:util';
-
+import { flags } from '../lib.mjs';
 import { ASYNCORE_HTTP, NODE_HTTP, asyncoreHttp, ceilingServer, measure, nginxServer, start, stop } from './lib.mjs';
 
-const { values } = parseArgs({
-  options: {
-    duration: { type: 'string', default: '4' },
-    rounds: { type: 'string', default: '3' },
-    connections: { type: 'string', default: '50' },
-    only: { type: 'string' },
-    baseline: { type: 'string' },
-    ceiling: { type: 'boolean', default: false },
-    nginx: { type: 'boolean', default: false },
+const USAGE = `usage: node bench/http/cpu.mjs [--duration 4] [--rounds 3] [--connections 50] [--only TEXT]
+                               [--baseline DIR] [--ceiling] [--nginx]`;
+const values = flags(
+  {
+    duration: 4,
+    rounds: 3,
+    connections: 50,
+    only: undefined,
+    baseline: undefined,
+    ceiling: false,
+    nginx: false,
   },
-});
-const options = { seconds: Number(values.duration), connections: Number(values.connections) };
+  USAGE,
+);
+const options = { seconds: values.duration, connections: values.connections };
 
 const subjects = [
   NODE_HTTP,
@@ -38,7 +40,7 @@ const subjects = [
   ...(values.nginx ? [nginxServer()].filter((s) => s !== null) : []),
 ].filter((s) => values.only === undefined || s.name.includes(values.only));
 
-for (let round = 0; round < Number(values.rounds); round++) {
+for (let round = 0; round < values.rounds; round++) {
   for (const subject of subjects) {
     const { child, port } = await start(subject);
     try {

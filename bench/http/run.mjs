@@ -21,24 +21,17 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 
-import { median } from '../lib.mjs';
+import { flags, median } from '../lib.mjs';
 import { ASYNCORE_HTTP, NODE_HTTP, ceilingServer, measure, nginxServer, start, stop } from './lib.mjs';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
-const { values } = parseArgs({
-  options: {
-    duration: { type: 'string', default: '5' },
-    runs: { type: 'string', default: '3' },
-    connections: { type: 'string', default: '50' },
-    out: { type: 'string' },
-  },
-});
-const full = values.duration === '5' && values.runs === '3' && values.connections === '50';
+const USAGE = 'usage: node bench/http/run.mjs [--duration 5] [--runs 3] [--connections 50] [--out FILE]';
+const values = flags({ duration: 5, runs: 3, connections: 50, out: undefined }, USAGE);
+const full = values.duration === 5 && values.runs === 3 && values.connections === 50;
 const file = resolve(values.out ?? (full ? join(here, 'RESULTS.md') : join(here, '..', 'out', 'http', 'RESULTS.md')));
-const options = { seconds: Number(values.duration), connections: Number(values.connections) };
-const runs = Number(values.runs);
+const options = { seconds: values.duration, connections: values.connections };
+const runs = values.runs;
 
 /** Cores taken by other processes during a run above which it counts as disturbed. */
 const DISTURBED = 0.25;

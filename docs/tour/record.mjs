@@ -8,19 +8,13 @@
 // all of them from the first wait that returns a ready fd). The echo server is README's, line for line; the loop is loopSync.
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
-
 import { Dispatcher, DispatcherWithSend, loopSync } from 'asyncore';
 
-const { values } = parseArgs({
-  options: {
-    backend: { type: 'string', default: 'select' },
-    idle: { type: 'string', default: '0' },
-    messages: { type: 'string', default: '3' },
-    size: { type: 'string', default: '64' },
-  },
-});
-const idle = Number(values.idle);
+import { flags } from '../../bench/lib.mjs';
+
+const USAGE = 'usage: node docs/tour/record.mjs --backend select|poll|epoll [--idle N] [--messages M] [--size BYTES]';
+const values = flags({ backend: 'select', idle: 0, messages: 3, size: 64 }, USAGE);
+const idle = values.idle;
 const client = fileURLToPath(new URL('./client.py', import.meta.url));
 
 let accepted = 0;
@@ -61,7 +55,7 @@ const listenerFd = server.fileno();
 const port = server.socket.getsockname()[1];
 const child = spawn(
   'python3',
-  [client, String(port), '--idle', String(idle), '--messages', values.messages, '--size', values.size],
+  [client, String(port), '--idle', String(idle), '--messages', String(values.messages), '--size', String(values.size)],
   {
     stdio: ['ignore', 'pipe', 'inherit'],
   },
