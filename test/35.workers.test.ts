@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { type WorkerPool, inWorkerPool, serveWorkers, workerContext } from 'asyncore';
 import { afterEach, describe, expect, it } from 'vitest';
 
-import { DIST, MODES, type Mode, run } from './helpers.js';
+import { BEST_BACKEND, DIST, MODES, type Mode, run } from './helpers.js';
 
 const INDEX = join(DIST, 'index.js');
 const WORKER = new URL('./fixtures/w-echo-worker.mjs', import.meta.url);
@@ -114,7 +114,7 @@ describe.each(MODES)('serveWorkers, two echo workers in mode %s', (mode) => {
   });
 
   it.each(['', 'crash'])('closes every fd it opened when it stops (%s)', async (crash) => {
-    const backend = mode === 'sync' ? 'select' : 'epoll';
+    const backend = mode === 'sync' ? 'select' : BEST_BACKEND;
     const result = await run(process.execPath, [FDS_CHILD.pathname, INDEX, mode, backend, crash], {
       timeoutMs: 20_000,
     });

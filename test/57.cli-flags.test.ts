@@ -13,7 +13,7 @@ import { type IterationTrace, POLLHUP, POLLIN, POLLOUT } from 'asyncore';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
 import { escapeControls, formatAddress, formatTrace, wantsColour } from '../src/cli/common.js';
-import { DIST, HALF_CLOSE_PEERS, MODES, freePort, killAll, run, startCli, waitExit } from './helpers.js';
+import { BEST_BACKEND, DIST, HALF_CLOSE_PEERS, MODES, freePort, killAll, run, startCli, waitExit } from './helpers.js';
 
 const CLI = (name: string): string => join(DIST, 'cli', `${name}.js`);
 
@@ -541,14 +541,14 @@ describe('asyncore-forward', () => {
       '-P',
       String(httpPort),
       '--backend',
-      'epoll',
+      BEST_BACKEND,
       '--trace',
       '-v',
     ]);
     const listener = listeningFd(fwd.child.pid as number, fwd.port);
     const client = await pythonClient(fwd.port, "b'GET /index.txt HTTP/1.0\\r\\n\\r\\n'");
     expect(client.reply.toString()).toContain('through the forwarder');
-    const iterations = checkedTrace(await stop(fwd), 'epoll');
+    const iterations = checkedTrace(await stop(fwd), BEST_BACKEND);
     expect(fdNamed(iterations, /^<Forwarder listening /)).toEqual([listener]);
     expect(iterations.some((it) => it.ready.get(listener) === 'IN')).toBe(true);
     expect(

@@ -12,7 +12,7 @@ import { SOL_SOCKET, SO_RCVBUF, SO_SNDBUF, type SocketMap, Socket, closeAll, loo
 import { afterEach, describe, expect, it } from 'vitest';
 
 import { ChatServer, MAX_QUEUED } from '../examples/chat-server.js';
-import { HALF_CLOSE_CLIENT, ROOT, freePort, run, waitExit } from './helpers.js';
+import { BEST_BACKEND, HALF_CLOSE_CLIENT, ROOT, freePort, run, waitExit } from './helpers.js';
 
 const program = (name: string): string => join(ROOT, 'dist', 'examples', `${name}.js`);
 
@@ -61,7 +61,7 @@ describe('lesson 1: the echo server', () => {
       '--port',
       '0',
       '--backend',
-      'epoll',
+      BEST_BACKEND,
       '--trace',
     ]);
     // docs/tour/client.py checks each echo byte for byte and fails otherwise.
@@ -78,7 +78,9 @@ describe('lesson 1: the echo server', () => {
     expect(client.stderr).toBe('');
     expect(client.code).toBe(0);
     expect(JSON.parse(client.stdout)).toMatchObject({ idle: 20, messages: 200 });
-    expect(server.output()).toMatch(/^#\d+ epoll read=\[[\d,]+\] write=\[[\d,]*\] ready=\[\d+:1\] waited /m);
+    expect(server.output()).toMatch(
+      new RegExp(String.raw`^#\d+ ${BEST_BACKEND} read=\[[\d,]+\] write=\[[\d,]*\] ready=\[\d+:1\] waited `, 'm'),
+    );
     server.child.kill('SIGTERM');
     expect(await waitExit(server.child)).toBe('SIGTERM');
   });
