@@ -2,15 +2,17 @@
 // Instructions per request of asyncore-http, counted by valgrind's callgrind: a figure that
 // does not depend on the machine's load, unlike req/s or CPU time on a shared machine.
 //
-//   node bench/http/instructions.mjs [--requests 20000] [--warmup 4000] [--connections 50]
-//                                    [--build NAME=DIR ...] [--backend epoll] [--mode sync]
+//   node bench/http/instructions.mjs [--requests 20000] [--warmup 5000] [--connections 50]
+//                                    [--build NAME=DIR ...] [--rounds 1] [--backend epoll] [--mode sync]
 //
 // For each build (default: this repository; DIR is a tree with dist/, build/ and node_modules/,
 // e.g. an older commit exported with `git archive` and built), the server runs twice under
 // `valgrind --tool=callgrind`: once serving --warmup requests, once --warmup + --requests, each
 // time from a fresh start to a clean exit on SIGINT. The difference of the two instruction
 // totals divided by --requests is the cost of one request, start-up, JIT warm-up and shutdown
-// cancelled out. The client (this process, node:net) keeps --connections keep-alive
+// cancelled out. The figure still moves by a few percent from run to run (when the JIT and the
+// garbage collector's threads get to run differs): --rounds N measures every build N times, the
+// builds taking turns, and prints each figure and the median. The client (this process, node:net) keeps --connections keep-alive
 // connections, each sending wrk's request (GET / with a Host header) again as soon as the
 // previous reply is complete: a fixed number of requests, no pipelining. Loopback only; every
 // server is stopped by its PID.
@@ -27,7 +29,8 @@ const root = fileURLToPath(new URL('../..', import.meta.url));
 const { values } = parseArgs({
   options: {
     requests: { type: 'string', default: '20000' },
-    warmup: { type: 'string', default: '4000' },
+    warmup: { type: 'string', default: '5000' },
+    rounds: { type: 'string', default: '1' },
     connections: { type: 'string', default: '50' },
     build: { type: 'string', multiple: true, default: [] },
     backend: { type: 'string', default: 'epoll' },
@@ -145,11 +148,23 @@ try {
     `${requests} requests (after ${warmup} of warm-up), ${connections} connections, ` +
       `backend ${values.backend}, mode ${values.mode}\n`,
   );
-  for (const [name, dir] of builds) {
-    const base = await countInstructions(dir, warmup, join(work, 'base.out'));
-    const full = await countInstructions(dir, warmup + requests, join(work, 'full.out'));
-    const perRequest = (full - base) / requests;
-    process.stdout.write(`${name.padEnd(32)} ${perRequest.toFixed(0).padStart(8)} instructions/request\n`);
+  const figures = new Map(builds.map(([name]) => [name, []]));
+  for (let round = 0; round < Number(values.rounds); round++) {
+    for (const [name, dir] of builds) {
+      const base = await countInstructions(dir, warmup, join(work, 'base.out'));
+      const full = await countInstructions(dir, warmup + requests, join(work, 'full.out'));
+      const perRequest = (full - base) / requests;
+      figures.get(name).push(perRequest);
+      process.stdout.write(`${name.padEnd(32)} ${perRequest.toFixed(0).padStart(8)} instructions/request\n`);
+    }
+  }
+  if (Number(values.rounds) > 1) {
+    for (const [name, list] of figures) {
+      const sorted = [...list].sort((a, b) => a - b);
+      const median = sorted[Math.floor(sorted.length / 2)];
+      const all = list.map((v) => v.toFixed(0)).join(', ');
+      process.stdout.write(`${name.padEnd(32)} ${median.toFixed(0).padStart(8)} median (${all})\n`);
+    }
   }
 } finally {
   rmSync(work, { recursive: true, force: true });
