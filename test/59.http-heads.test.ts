@@ -1,9 +1,12 @@
 // asyncore-http's request framing against raw TCP clients: a head (and a body) split across
 // reads at every byte boundary, bare-LF and mixed line ends, empty lines before a request
 // line, a bare CR that is not a line end, the 64 KiB head limit and the 100-header-line limit
-// at their edges, and a pipelined burst larger than the output bound, answered in order.
+// at their edges, and a pipelined burst that fills the output bound, answered in order.
 import { type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { type Socket, connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
@@ -70,9 +73,11 @@ class Raw {
 }
 
 const clients: Raw[] = [];
+const sockets: Socket[] = [];
 
 afterEach(() => {
   for (const client of clients.splice(0)) client.socket.destroy();
+  for (const sock of sockets.splice(0)) sock.destroy();
 });
 
 async function client(port: number): Promise<Raw> {
@@ -188,12 +193,66 @@ describe.each(MODES)('asyncore-http request heads (--mode %s)', (mode) => {
     await c.closed();
     await until(() => server.output().includes('more than 100 header lines'));
   });
+});
 
-  it('answers 5000 pipelined requests in one write (past the output bound) in order', async () => {
-    const c = await client(server.port);
-    const targets = Array.from({ length: 5000 }, (_, i) => (i % 7 === 3 ? `/missing-${i}` : `/?n=${i}`));
-    await c.write(targets.map((t) => `GET ${t} HTTP/1.1\nHost: x\n\n`).join(''));
-    const statuses = await c.replies(targets.length);
-    expect(statuses).toEqual(targets.map((t) => (t.startsWith('/?') ? 200 : 404)));
+describe.each(MODES)('asyncore-http parsing held by the output bound (--mode %s)', (mode) => {
+  let root: string;
+  let server: { child: ChildProcess; port: number } | null = null;
+
+  beforeAll(() => {
+    root = mkdtempSync(join(tmpdir(), 'asyncore-heads-'));
+    writeFileSync(join(root, 'big.bin'), Buffer.alloc(64 * 1024, 0x61));
+  });
+
+  afterAll(async () => {
+    if (server !== null) {
+      server.child.kill('SIGTERM');
+      expect(await waitExit(server.child)).toBe(0);
+    }
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  it('answers 400 pipelined requests for a 64 KiB file in order, parsing again once a stalled reader reads', async () => {
+    // The client reads nothing at first: once the kernel's buffers are full, each reply queues
+    // a file producer, and past 64 of them the server stops parsing; the rest of the requests
+    // wait in the channel until the client reads and the output drains.
+    server = await startCli('http', ['--port', '0', '--quiet', '--mode', mode, '--root', root]);
+    const port = server.port;
+    const targets = Array.from({ length: 400 }, (_, i) => (i % 7 === 3 ? `/missing-${i}` : `/big.bin?${i}`));
+    const sock = connect(port, '127.0.0.1');
+    sockets.push(sock);
+    sock.pause();
+    const statuses: number[] = [];
+    let head = '';
+    let bodyLeft = 0;
+    const done = new Promise<void>((resolve, reject) => {
+      sock.on('error', reject);
+      sock.on('close', () => resolve());
+      sock.on('data', (chunk: Buffer) => {
+        let at = 0;
+        while (at < chunk.length) {
+          if (bodyLeft > 0) {
+            const taken = Math.min(bodyLeft, chunk.length - at);
+            bodyLeft -= taken;
+            at += taken;
+            continue;
+          }
+          // A reply head, byte by byte (it may be split across chunks anywhere).
+          head += String.fromCharCode(chunk[at++] as number);
+          if (!head.endsWith('\r\n\r\n')) continue;
+          statuses.push(Number(/^HTTP\/1\.1 (\d{3}) /.exec(head)?.[1] ?? 0));
+          bodyLeft = Number(/\r\nContent-Length: (\d+)\r\n/.exec(head)?.[1] ?? 0);
+          head = '';
+          if (statuses.length === targets.length && bodyLeft === 0) resolve();
+        }
+        if (statuses.length === targets.length && bodyLeft === 0) resolve();
+      });
+    });
+    await new Promise((resolve) => sock.once('connect', resolve));
+    sock.write(targets.map((t) => `GET ${t} HTTP/1.1\nHost: x\n\n`).join(''));
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    sock.resume();
+    await done;
+    expect(statuses).toEqual(targets.map((t) => (t.startsWith('/big') ? 200 : 404)));
   });
 });
