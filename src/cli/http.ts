@@ -231,10 +231,10 @@ const CONNECTION_KEEP_ALIVE = /\bkeep-alive\b/i;
 /** Header lines per request at most, as Python's http.client (_MAXHEADERS). */
 const MAX_HEADER_LINES = 100;
 
-// The head is parsed by hand, character codes compared in one pass per line: the regular
-// expressions it replaces (a request line /^(token) (\S+) HTTP\/1\.([01])$/, a header line
-// /^([^:\s]+):[ \t]*([^\r\n]*)$/) accepted exactly the same lines, at several times the cost
-// (a match array and its strings per line).
+// The head is parsed by hand, character codes compared in one pass per line. It accepts
+// exactly the lines the regular expressions /^(token) (\S+) HTTP\/1\.([01])$/ (request line)
+// and /^([^:\s]+):[ \t]*([^\r\n]*)$/ (header line) match, without their cost: a match array
+// and its strings per line.
 
 /** The characters of a method: RFC 9110's tchar. */
 const TOKEN_CHARS = new Uint8Array(128);
