@@ -4,16 +4,18 @@
 //   asyncore-http [--host 127.0.0.1] [--port 8000] [--root DIR] [--backend auto] [--mode sync] [--quiet]
 //                 [--header-timeout 20] [--idle-timeout 60] [--max-connections N] [--trace [-v]] [--workers 1]
 //
-// Each connection is an HttpChannel. A request head is read line by line (terminator '\n');
-// a body announced by Content-Length is then read with a numeric terminator. Replies go out through
-// push(): the hello page and the error pages whole from a cache (FixedReplies, rebuilt when
-// the Date header changes), and files are streamed by a FileProducer, 64 KiB per more(),
-// never read whole.
+// Each connection is an HttpChannel. It frames requests itself (AsyncChat's terminator is
+// null): one scan over each read finds the blank line that ends a head, CRLF or bare-LF line
+// ends alike, and the head is parsed in one go; a body announced by Content-Length is counted
+// off. Replies go out through push(): the hello page and the error pages whole from a cache
+// (FixedReplies, rebuilt when the Date header changes), and files are streamed by a
+// FileProducer, 64 KiB per more(), never read whole.
 // Without --root it serves a hello page at /. It prints "listening on HOST:PORT ..." once it
 // listens and stops cleanly on SIGINT or SIGTERM.
 //
 // Built for hostile peers: AsyncChat's output bound stops a client that pipelines requests
-// and never reads (its answers wait, its requests are not parsed, its files are not opened);
+// and never reads (its answers wait, its requests are not parsed, its files are not opened;
+// the channel's parser pauses with it);
 // a head must be complete within --header-timeout of its first byte; a connection that moves
 // nothing for --idle-timeout is closed; connections past --max-connections get a 503; a
 // failed accept() (out of fds) is logged and the listener keeps listening.
@@ -71,6 +73,7 @@ const cli: Cli = new Cli('asyncore-http', USAGE);
 const MAX_HEAD = 64 * 1024;
 const MAX_BODY = 1024 * 1024;
 const FILE_CHUNK = 64 * 1024;
+const EMPTY = Buffer.alloc(0);
 
 const REASONS: Record<number, string> = {
   200: 'OK',
@@ -81,12 +84,47 @@ const REASONS: Record<number, string> = {
   501: 'Not Implemented',
 };
 
+/**
+ * "Now" in milliseconds (performance.now()), read at most once per loop iteration: the first
+ * reader of an iteration reads the clock and schedules a callLater(0), which the loop runs
+ * right after that iteration's handlers and which makes the next reader read it again. The
+ * timeouts need nothing finer, and a request costs no clock reads of its own. `wall` is
+ * Date.now() of the same moment, for the Date header.
+ */
+class IterationClock {
+  #now = 0;
+  #wall = 0;
+  #fresh = false;
+  #expiry: ScheduledCall | null = null;
+
+  get now(): number {
+    if (!this.#fresh) this.#read();
+    return this.#now;
+  }
+
+  get wall(): number {
+    if (!this.#fresh) this.#read();
+    return this.#wall;
+  }
+
+  #read(): void {
+    this.#now = performance.now();
+    this.#wall = Date.now();
+    this.#fresh = true;
+    // A call that has run is scheduled again by reset(): no allocation per iteration.
+    if (this.#expiry === null) this.#expiry = callLater(0, () => (this.#fresh = false));
+    else this.#expiry.reset();
+  }
+}
+
+const clock = new IterationClock();
+
 // The Date header changes once a second: format it once a second, as node:http does.
 let dateSecond = -1;
 let dateText = '';
 
 function httpDate(): string {
-  const now = Date.now();
+  const now = clock.wall;
   const second = Math.floor(now / 1000);
   if (second !== dateSecond) {
     dateSecond = second;
@@ -185,37 +223,93 @@ interface Request {
   headers: Map<string, string>;
 }
 
-const REQUEST_LINE = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+) (\S+) HTTP\/1\.([01])$/;
-// The value is taken greedily and its trailing blanks cut off after: a lazy (.*?)[ \t]*$
-// tries the end of the line at every character, twice the cost on a browser's head.
-const HEADER_FIELD = /^([^:\s]+):[ \t]*([^\r\n]*)$/;
 const DIGITS = /^\d+$/;
 const CONNECTION_CLOSE = /\bclose\b/i;
 const CONNECTION_KEEP_ALIVE = /\bkeep-alive\b/i;
 /** Header lines per request at most, as Python's http.client (_MAXHEADERS). */
 const MAX_HEADER_LINES = 100;
-function withoutTrailingBlanks(text: string): string {
-  let end = text.length;
-  while (end > 0 && (text.charCodeAt(end - 1) === 0x20 || text.charCodeAt(end - 1) === 0x09)) end--;
-  return end === text.length ? text : text.slice(0, end);
+
+// The head is parsed by hand, character codes compared in one pass per line. It accepts
+// exactly the lines the regular expressions /^(token) (\S+) HTTP\/1\.([01])$/ (request line)
+// and /^([^:\s]+):[ \t]*([^\r\n]*)$/ (header line) match, without their cost: a match array
+// and its strings per line.
+
+/** The characters of a method: RFC 9110's tchar. */
+const TOKEN_CHARS = new Uint8Array(128);
+for (const char of "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") {
+  TOKEN_CHARS[char.charCodeAt(0)] = 1;
 }
 
-/** The request line and header fields (one line each, line ends removed), or why they are malformed. */
-function parseHead(lines: readonly string[]): Request | string {
-  const requestLine = lines[0] ?? '';
-  const match = REQUEST_LINE.exec(requestLine);
-  if (match === null) return `malformed request line ${JSON.stringify(requestLine.slice(0, 100))}`;
-  const headers = new Map<string, string>();
-  for (let i = 1; i < lines.length; i++) {
-    const line = lines[i] as string;
-    const field = HEADER_FIELD.exec(line);
-    if (field === null) return `malformed header line ${JSON.stringify(line.slice(0, 100))}`;
-    const name = (field[1] as string).toLowerCase();
-    const value = withoutTrailingBlanks(field[2] as string);
+/** White space as a regular expression's \s has it, as far as Latin-1 goes. */
+function isSpace(code: number): boolean {
+  return code === 0x20 || (code >= 0x09 && code <= 0x0d) || code === 0xa0;
+}
+
+/** A blank: what is skipped before a header value and cut off after it. */
+function isBlank(code: number): boolean {
+  return code === 0x20 || code === 0x09;
+}
+
+/** A line of the head without its line end (LF, or CRLF). */
+function lineOf(head: string, start: number, end: number): string {
+  return head.slice(start, end > start && head.charCodeAt(end - 1) === 0x0d ? end - 1 : end);
+}
+
+/** `METHOD SP target SP HTTP/1.x`: the method a token, the target without white space; or null. */
+function parseRequestLine(line: string): Request | null {
+  const length = line.length;
+  const versionAt = length - 9; // ' HTTP/1.x'
+  if (versionAt < 3 || !line.startsWith(' HTTP/1.', versionAt)) return null;
+  const minor = line.charCodeAt(length - 1);
+  if (minor !== 0x30 && minor !== 0x31) return null;
+  const space = line.indexOf(' ');
+  if (space < 1 || space + 1 >= versionAt) return null;
+  for (let i = 0; i < space; i++) {
+    const code = line.charCodeAt(i);
+    if (code >= 128 || TOKEN_CHARS[code] !== 1) return null;
+  }
+  for (let i = space + 1; i < versionAt; i++) {
+    if (isSpace(line.charCodeAt(i))) return null;
+  }
+  return {
+    method: line.slice(0, space),
+    target: line.slice(space + 1, versionAt),
+    version: minor === 0x30 ? '1.0' : '1.1',
+    headers: new Map(),
+  };
+}
+
+/**
+ * The request line and header fields of a head (its lines, each ending in LF or CRLF, up to
+ * the blank line that ends it), or why they are malformed. A field is `name:value`: the name
+ * without white space, blanks around the value dropped, no CR in it.
+ */
+function parseHead(head: string): Request | string {
+  let end = head.indexOf('\n');
+  const requestLine = lineOf(head, 0, end);
+  const request = parseRequestLine(requestLine);
+  if (request === null) return `malformed request line ${JSON.stringify(requestLine.slice(0, 100))}`;
+  const headers = request.headers;
+  for (let start = end + 1; start < head.length; start = end + 1) {
+    end = head.indexOf('\n', start);
+    const line = lineOf(head, start, end);
+    if (line === '') break; // the blank line that ends the head
+    const colon = line.indexOf(':');
+    let valid = colon > 0;
+    for (let i = 0; valid && i < colon; i++) valid = !isSpace(line.charCodeAt(i));
+    let valueStart = colon + 1;
+    while (valueStart < line.length && isBlank(line.charCodeAt(valueStart))) valueStart++;
+    if (!valid || line.includes('\r', valueStart)) {
+      return `malformed header line ${JSON.stringify(line.slice(0, 100))}`;
+    }
+    let valueEnd = line.length;
+    while (valueEnd > valueStart && isBlank(line.charCodeAt(valueEnd - 1))) valueEnd--;
+    const name = line.slice(0, colon).toLowerCase();
+    const value = line.slice(valueStart, valueEnd);
     const previous = headers.get(name);
     headers.set(name, previous === undefined ? value : `${previous}, ${value}`);
   }
-  return { method: match[1] as string, target: match[2] as string, version: match[3] === '0' ? '1.0' : '1.1', headers };
+  return request;
 }
 
 function wantsKeepAlive(request: Request): boolean {
@@ -291,23 +385,36 @@ interface ServerSettings {
 }
 
 /**
- * One connection. The head is read a line at a time (terminator '\n', a CR before it is
- * dropped, so bare-LF requests are answered as Python's http.server and nginx answer them);
- * a body announced by Content-Length is then read with a numeric terminator and ignored.
- * AsyncChat's output bound pauses the parsing of pipelined requests while answers wait.
+ * One connection. AsyncChat's terminator is null (every read is data): the channel frames
+ * requests itself, with one scan over the bytes that finds the blank line ending a head (CRLF
+ * or bare LF line ends, mixed as they come, as Python's http.server and nginx accept them),
+ * then parses the head in one go; a body announced by Content-Length is counted off and
+ * ignored. As AsyncChat does for its own framing, parsing stops while the output is over its
+ * bound (readable() is false) and the rest of the input waits, so a peer that pipelines and
+ * never reads is not answered beyond that bound.
  */
 class HttpChannel extends AsyncChat {
   /** The request whose body is being read (and thrown away), if any. */
   #request: Request | null = null;
-  /** The lines of the head being read. */
-  #lines: string[] = [];
+  /** Bytes of that body still to come. */
+  #bodyLeft = 0;
+  /** The earlier reads of the head being read, when it spans reads. */
+  #headChunks: Buffer[] = [];
+  /** Bytes of the head being read so far, stray empty lines before it included. */
   #headSize = 0;
+  /** Non-empty lines the head being read has so far (the request line included). */
+  #headLines = 0;
+  /** Bytes of the current line of the head so far, and the last of them. */
+  #lineLength = 0;
+  #lastByte = 0;
+  /** Input not parsed yet because the output is over its bound. */
+  #waiting: Buffer = EMPTY;
   /** After an error or "Connection: close": input is ignored until the channel closes. */
   #finished = false;
-  /** When the head being read began (performance.now()); null outside a head. */
+  /** When the head being read began (clock.now); null outside a head. */
   #headStartedAt: number | null = null;
   /** When a byte was last read or sent outside a head. */
-  #lastProgress = performance.now();
+  #lastProgress = clock.now;
   /**
    * One timer per connection, checked lazily: progress only moves #lastProgress, and the
    * timer, when it runs, closes the connection or arms itself for the deadline as it is then.
@@ -323,24 +430,25 @@ class HttpChannel extends AsyncChat {
     readonly onClose: () => void,
   ) {
     super(sock);
-    this.maxIncomingBuffer = MAX_BODY;
-    this.setTerminator('\n');
+    this.setTerminator(null);
     this.#timer = callLater(Math.min(settings.headerTimeout, settings.idleTimeout), () => this.#checkTimeouts());
   }
 
   override handleRead(): void {
     super.handleRead();
-    this.#progress();
+    // Bytes moved: outside a head, the idle time starts again.
+    if (this.#headStartedAt === null) this.#lastProgress = clock.now;
   }
 
   override handleWrite(): void {
     super.handleWrite();
-    this.#progress();
-  }
-
-  /** Bytes moved: outside a head, the idle time starts again. */
-  #progress(): void {
-    if (this.#headStartedAt === null) this.#lastProgress = performance.now();
+    if (this.#headStartedAt === null) this.#lastProgress = clock.now;
+    // The output went back under its bound: parse what waited for it.
+    if (this.#waiting.length > 0 && this.readable()) {
+      const waiting = this.#waiting;
+      this.#waiting = EMPTY;
+      this.#parse(waiting);
+    }
   }
 
   #checkTimeouts(): void {
@@ -360,61 +468,120 @@ class HttpChannel extends AsyncChat {
     this.#timer = callLater(delay, () => this.#checkTimeouts());
   }
 
-  /** The first byte of a head: from now on only the header timeout counts. */
-  #headStarted(): void {
-    this.#headStartedAt ??= performance.now();
-  }
-
-  #headEnded(): void {
-    this.#headStartedAt = null;
-    this.#lastProgress = performance.now();
-  }
-
   override collectIncomingData(data: Buffer): void {
-    // A body is only read to stay in step with the stream: no method served here uses one.
-    if (this.#finished || this.#request !== null) return;
-    this.#headStarted();
-    this.#headSize += data.length;
-    if (this.#headSize > MAX_HEAD) return this.#fail(413, 'the request head is over 64 KiB');
-    this.collectIntoIncoming(data);
+    if (this.#finished) return;
+    if (this.#waiting.length > 0) {
+      // Not expected (no read while the output is over its bound), but order is kept.
+      data = Buffer.concat([this.#waiting, data]);
+      this.#waiting = EMPTY;
+    }
+    this.#parse(data);
   }
 
-  override foundTerminator(): void {
-    if (this.#finished) return;
-    if (this.#request !== null) {
-      // The body has been read: answer, and look for the next request head.
-      const request = this.#request;
-      this.#request = null;
-      this.setTerminator('\n');
-      this.#answer(request);
-      return;
+  /** Frames and answers the requests in data, until it is used up or the output is full. */
+  #parse(data: Buffer): void {
+    let at = 0;
+    while (at < data.length) {
+      if (this.#finished) return;
+      if (!this.readable()) {
+        // The output is over its bound (or the channel closed): the rest waits.
+        this.#waiting = data.subarray(at);
+        return;
+      }
+      if (this.#request !== null) {
+        // A body is only read to stay in step with the stream: no method served here uses one.
+        const taken = Math.min(this.#bodyLeft, data.length - at);
+        at += taken;
+        this.#bodyLeft -= taken;
+        if (this.#bodyLeft === 0) {
+          const request = this.#request;
+          this.#request = null;
+          this.#answer(request);
+        }
+      } else {
+        at = this.#scanHead(data, at);
+      }
     }
-    this.#headStarted();
-    const data = this.takeIncoming();
-    this.#headSize += 1;
-    if (this.#headSize > MAX_HEAD) return this.#fail(413, 'the request head is over 64 KiB');
-    const end = data.length > 0 && data[data.length - 1] === 0x0d ? data.length - 1 : data.length;
-    const line = data.toString('latin1', 0, end);
-    if (line !== '') {
-      if (this.#lines.length > MAX_HEADER_LINES) return this.#fail(400, `more than ${MAX_HEADER_LINES} header lines`);
-      this.#lines.push(line);
-      return;
+  }
+
+  /**
+   * Scans data from `at` for the blank line that ends the head being read; returns where the
+   * scan stopped (after the head, or the end of data). Empty lines before a request line are
+   * dropped (RFC 9112, 2.2); the limits are checked as the bytes come.
+   */
+  #scanHead(data: Buffer, at: number): number {
+    this.#headStartedAt ??= clock.now;
+    let start = at;
+    let lineLength = this.#lineLength;
+    let lastByte = this.#lastByte;
+    let lines = this.#headLines;
+    for (let i = at; i < data.length; i++) {
+      const byte = data[i] as number;
+      if (byte !== 0x0a) {
+        lineLength++;
+        lastByte = byte;
+        continue;
+      }
+      const empty = lineLength === 0 || (lineLength === 1 && lastByte === 0x0d);
+      lineLength = 0;
+      lastByte = byte;
+      if (!empty) {
+        // The request line and up to MAX_HEADER_LINES header lines.
+        if (++lines > MAX_HEADER_LINES + 1) {
+          this.#fail(400, `more than ${MAX_HEADER_LINES} header lines`);
+          return data.length;
+        }
+      } else if (lines === 0) {
+        // A stray empty line: the head proper starts after it.
+        this.#headSize += i + 1 - start;
+        this.#headChunks = [];
+        start = i + 1;
+      } else {
+        if (this.#headSize + (i + 1 - start) > MAX_HEAD) {
+          this.#fail(413, 'the request head is over 64 KiB');
+          return data.length;
+        }
+        const chunks = this.#headChunks;
+        const head =
+          chunks.length === 0
+            ? data.toString('latin1', start, i + 1)
+            : Buffer.concat([...chunks, data.subarray(start, i + 1)]).toString('latin1');
+        this.#headChunks = [];
+        this.#headSize = 0;
+        this.#headLines = 0;
+        this.#lineLength = 0;
+        this.#lastByte = 0;
+        this.#headStartedAt = null;
+        this.#lastProgress = clock.now;
+        this.#headEnded(head);
+        return i + 1;
+      }
     }
-    // Stray empty lines before a request line are allowed (RFC 9112, 2.2).
-    if (this.#lines.length === 0) return;
-    const lines = this.#lines;
-    this.#lines = [];
-    this.#headSize = 0;
-    this.#headEnded();
-    const request = parseHead(lines);
+    this.#headSize += data.length - start;
+    if (this.#headSize > MAX_HEAD) {
+      this.#fail(413, 'the request head is over 64 KiB');
+      return data.length;
+    }
+    if (start < data.length) this.#headChunks.push(data.subarray(start));
+    this.#lineLength = lineLength;
+    this.#lastByte = lastByte;
+    this.#headLines = lines;
+    return data.length;
+  }
+
+  /** A complete head (its lines with their line ends, up to its blank line): answer it. */
+  #headEnded(head: string): void {
+    const request = parseHead(head);
     if (typeof request === 'string') return this.#fail(400, request);
     if (request.headers.has('transfer-encoding')) return this.#fail(501, 'chunked request bodies are not supported');
-    const length = request.headers.get('content-length') ?? '0';
+    const length = request.headers.get('content-length');
+    if (length === undefined) return this.#answer(request);
     if (!DIGITS.test(length)) return this.#fail(400, `bad Content-Length ${JSON.stringify(length)}`);
-    if (Number(length) > MAX_BODY) return this.#fail(413, `the body is over ${MAX_BODY} bytes`);
-    if (Number(length) > 0) {
+    const size = Number(length);
+    if (size > MAX_BODY) return this.#fail(413, `the body is over ${MAX_BODY} bytes`);
+    if (size > 0) {
       this.#request = request;
-      this.setTerminator(Number(length));
+      this.#bodyLeft = size;
     } else {
       this.#answer(request);
     }
@@ -468,10 +635,10 @@ class HttpChannel extends AsyncChat {
   /** No more requests on this connection: close it once the replies are sent. */
   #finish(): void {
     this.#finished = true;
-    this.#lines = [];
-    this.#headEnded();
-    this.setTerminator(null);
-    this.takeIncoming();
+    this.#headChunks = [];
+    this.#waiting = EMPTY;
+    this.#headStartedAt = null;
+    this.#lastProgress = clock.now;
     this.closeWhenDone();
   }
 
