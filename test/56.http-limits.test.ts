@@ -8,7 +8,7 @@ import { join } from 'node:path';
 
 import { afterEach, describe, expect, it } from 'vitest';
 
-import { DIST, MODES, run, startCli } from './helpers.js';
+import { DIST, MODES, run, startCli, until } from './helpers.js';
 
 const children: ChildProcess[] = [];
 const sockets: Socket[] = [];
@@ -56,18 +56,6 @@ function controlCharsIn(text: string): number[] {
     if ((code < 0x20 && code !== 0x0a) || (code >= 0x7f && code <= 0x9f)) found.push(code);
   }
   return found;
-}
-
-function until(condition: () => boolean, ms = 10_000): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const start = Date.now();
-    const check = (): void => {
-      if (condition()) resolve();
-      else if (Date.now() - start > ms) reject(new Error('condition not met in time'));
-      else setTimeout(check, 20);
-    };
-    check();
-  });
 }
 
 describe.each(MODES)('timeouts (%s)', (mode) => {

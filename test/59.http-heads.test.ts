@@ -10,7 +10,7 @@ import { join } from 'node:path';
 
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
-import { BEST_BACKEND, MODES, startCli, waitExit } from './helpers.js';
+import { BEST_BACKEND, MODES, startCli, until, waitExit } from './helpers.js';
 
 /** A raw client: writes bytes, collects what arrives, and knows when the server closed. */
 class Raw {
@@ -85,15 +85,6 @@ async function client(port: number): Promise<Raw> {
   clients.push(c);
   if (c.socket.connecting) await new Promise((resolve) => c.socket.once('connect', resolve));
   return c;
-}
-
-/** Resolves once condition() holds; rejects after 10 s. */
-async function until(condition: () => boolean): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('condition not met within 10 s');
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
 }
 
 /** Lets the server read what was written before the next write, so the two arrive apart. */

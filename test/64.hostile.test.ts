@@ -16,7 +16,7 @@ import { createInterface } from 'node:readline';
 import { SplicePipe } from 'asyncore';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
-import { BACKENDS, DIST, MODES, ROOT, run, startCli, waitExit } from './helpers.js';
+import { BACKENDS, DIST, MODES, ROOT, run, startCli, until, waitExit } from './helpers.js';
 
 const FIXTURES = join(ROOT, 'test', 'fixtures', 'hostile');
 const CLIENTS = 20;
@@ -63,18 +63,6 @@ function python(args: string[]): ChildProcess {
   const child = spawn('python3', args, { stdio: ['pipe', 'pipe', 'inherit'] });
   children.push(child);
   return child;
-}
-
-function until(condition: () => boolean, ms = 15_000): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const start = Date.now();
-    const check = (): void => {
-      if (condition()) resolve();
-      else if (Date.now() - start > ms) reject(new Error('condition not met in time'));
-      else setTimeout(check, 25);
-    };
-    check();
-  });
 }
 
 interface Transfer {
@@ -194,7 +182,7 @@ describe('asyncore-http and a client that pipelines and never reads', () => {
 
       flood.stdin?.end('\n');
       expect(await waitExit(flood)).toBe(0);
-      await until(() => fdCount(pid) === fdsBefore);
+      await until(() => fdCount(pid) === fdsBefore, 15_000);
       expect(await fetchOnce(server.port, path)).toMatch(/^HTTP\/1\.1 200 OK/);
     });
   });
@@ -231,7 +219,7 @@ describe('asyncore-http out of fds', () => {
       sockets.push(sock);
       held.push(sock);
     }
-    await until(() => /accept: .*EMFILE/.test(stderr));
+    await until(() => /accept: .*EMFILE/.test(stderr), 15_000);
     expect(child.exitCode).toBeNull();
     for (const sock of held) sock.destroy();
 

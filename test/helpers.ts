@@ -196,6 +196,15 @@ export async function startCli(
   });
 }
 
+/** Resolves once `condition()` holds, checking every 20 ms; rejects after `ms`. */
+export async function until(condition: () => boolean, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`condition not met within ${ms} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
 /** Resolves with the exit code (or signal name) of a child, killing it after `ms`. */
 export function waitExit(child: ChildProcess, ms = 10_000): Promise<number | string> {
   return new Promise((resolve) => {
