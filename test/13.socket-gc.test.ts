@@ -37,14 +37,14 @@ describe('garbage collection of open sockets', () => {
   });
 
   it('never closes an fd number its wrapper gave up: closed then reused, or adopted by Socket.fromFd', async () => {
-    expect(await scenario('reuse')).toEqual({
-      collected: true,
-      reused: true,
-      secondKept: true,
-      adoptedKept: true,
-      // Only the control socket dropped beside them was closed by the collector.
-      warnings: ['control'],
-    });
+    const seen = await scenario('reuse');
+    // One assertion per fact, so a failure names the one that did not hold.
+    expect(seen['collected'], 'both dropped wrappers were collected').toBe(true);
+    expect(seen['reused'], 'the second socket got the first one\'s fd number').toBe(true);
+    expect(seen['secondKept'], 'the socket now holding the reused number is open').toBe(true);
+    expect(seen['adoptedKept'], 'the adopted fd is open').toBe(true);
+    // Only the control socket dropped beside them was closed by the collector.
+    expect(seen['warnings']).toEqual(['control']);
   });
 
   it('leaves the sockets of live dispatchers open, and close() leaves nothing to warn about', async () => {
