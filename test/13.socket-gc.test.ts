@@ -40,7 +40,7 @@ describe('garbage collection of open sockets', () => {
     const seen = await scenario('reuse');
     // One assertion per fact, so a failure names the one that did not hold.
     expect(seen['collected'], 'both dropped wrappers were collected').toBe(true);
-    expect(seen['reused'], 'the second socket got the first one\'s fd number').toBe(true);
+    expect(seen['reused'], "the second socket got the first one's fd number").toBe(true);
     expect(seen['secondKept'], 'the socket now holding the reused number is open').toBe(true);
     expect(seen['adoptedKept'], 'the adopted fd is open').toBe(true);
     // Only the control socket dropped beside them was closed by the collector.
