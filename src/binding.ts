@@ -35,6 +35,25 @@ export interface NativeThreadLoop {
   unref(): void;
 }
 
+/**
+ * Socket.recv() and Socket.send() without argument conversion: write the integers to the
+ * `args` slots, then call. Results as elsewhere: a count, or -errno.
+ */
+export interface NativeHotPath {
+  readonly args: Int32Array;
+  /** Slot indices into args. */
+  readonly FD: number;
+  readonly LENGTH: number;
+  readonly FLAGS: number;
+  readonly OFFSET: number;
+  /** recv() receives into this buffer from now on (the native side keeps it alive). */
+  setRecvSlab(slab: Uint8Array): void;
+  /** Up to args[LENGTH] bytes from args[FD] with args[FLAGS], at slab[args[OFFSET]]. */
+  recv(): number;
+  /** `data` to args[FD] with args[FLAGS]. */
+  send(data: Uint8Array): number;
+}
+
 export type BatchCallback = (result: number, waitMs: number, woken: boolean) => void;
 
 export interface ResolveFailure {
@@ -104,7 +123,8 @@ export interface NativeBinding {
   accept(fd: number): [number, Address] | number;
   connect(fd: number, address: Address): number;
   shutdown(fd: number, how: number): number;
-  send(fd: number, data: Uint8Array, flags: number): number;
+  /** recv() and send() for the event path, their integers passed in `args` (native/addon.cc). */
+  hotPath: NativeHotPath;
   /** Receives into buffer[offset ...] (offset default 0). */
   recvInto(fd: number, buffer: Uint8Array, length: number, flags: number, offset?: number): number;
   sendto(fd: number, data: Uint8Array, flags: number, address: Address): number;

@@ -1,6 +1,7 @@
 // Socket: a thin wrapper over one raw non-blocking fd, shaped like Python's socket object.
 // Every method is one system call; a failure throws SocketError, and on a non-blocking
 // socket a call that would block throws SocketError('EAGAIN'), as in Python.
+import { Buffer } from 'node:buffer';
 import { isIP } from 'node:net';
 
 import { type Address, native } from './binding.js';
@@ -33,25 +34,46 @@ const INT32_MAX = 0x7fffffff;
 // view of it does, as Node's own Buffer pool does). Larger receives read into one scratch
 // buffer shared by every socket and copy out only what arrived, so a recv(65536) that gets
 // 64 bytes costs 64 bytes of memory.
+//
+// The slab is registered with the native side once, and the integers of a receive or a send
+// travel in hotPath.args, not as arguments: this is the path of every event, and argument
+// conversion was most of its cost (native/addon.cc, "The hot path").
 const SLAB_SIZE = 16384;
-// Not zero-filled: only bytes the kernel wrote are ever in a view handed out.
-let slab = Buffer.allocUnsafeSlow(SLAB_SIZE);
-let slabMemory = slab.buffer;
+const hot = native.hotPath;
+const { args: hotArgs, FD, LENGTH, FLAGS, OFFSET } = hot;
+let slabMemory = newSlab();
 let slabUsed = 0;
 let scratch = Buffer.allocUnsafe(65536);
+
+/** A fresh slab, registered as the one recv() lands in. Not zero-filled: only bytes the kernel wrote are ever in a view handed out. */
+function newSlab(): ArrayBufferLike {
+  const slab = Buffer.allocUnsafeSlow(SLAB_SIZE);
+  hot.setRecvSlab(slab);
+  return slab.buffer;
+}
 
 function receive(fd: number, size: number, flags: number): Buffer {
   if (size > SLAB_SIZE / 2) return takeScratch(check(native.recvInto(fd, scratchFor(size), size, flags), 'recv'));
   if (SLAB_SIZE - slabUsed < size) {
-    slab = Buffer.allocUnsafeSlow(SLAB_SIZE);
-    slabMemory = slab.buffer;
+    slabMemory = newSlab();
     slabUsed = 0;
   }
   const offset = slabUsed;
-  const got = check(native.recvInto(fd, slab, size, flags, offset), 'recv');
+  hotArgs[FD] = fd;
+  hotArgs[LENGTH] = size;
+  hotArgs[FLAGS] = flags;
+  hotArgs[OFFSET] = offset;
+  const got = check(hot.recv(), 'recv');
   // The next piece starts 8-byte aligned, as Node's pool aligns its pieces.
   slabUsed += (got + 7) & ~7;
   return Buffer.from(slabMemory, offset, got);
+}
+
+/** send(2) of `data` on fd: the count the kernel took, or -errno. */
+function sendBytes(fd: number, data: Uint8Array, flags: number): number {
+  hotArgs[FD] = fd;
+  hotArgs[FLAGS] = flags;
+  return hot.send(data);
 }
 
 function scratchFor(n: number): Buffer {
@@ -249,7 +271,7 @@ export class Socket {
    */
   send(data: Uint8Array | string, flags = 0): number {
     const fd = this.#open('send');
-    return check(native.send(fd, toBytes(data), checkInt(flags, 'flags')), 'send');
+    return check(sendBytes(fd, toBytes(data), checkInt(flags, 'flags')), 'send');
   }
 
   /** Up to n bytes; an empty Buffer means the peer closed its side (EOF). */

@@ -1,11 +1,15 @@
 // What recv() returns belongs to the caller: small receives are views of a shared slab and
 // large ones are copies out of a shared scratch buffer, and neither may be overwritten by any
 // later receive, on this socket or another. The binding's recvInto never writes past the end
-// of the buffer it is given, whatever offset and length it is asked for.
+// of the buffer it is given, whatever offset and length it is asked for, and neither does its
+// hot path (recv and send with their integers in shared slots) whatever the slots hold.
+import { join } from 'node:path';
+
 import { AF_UNIX, SOCK_STREAM, type Socket, socketpair } from 'asyncore';
 import { afterEach, describe, expect, it } from 'vitest';
 
 import { native } from '../src/binding.js';
+import { DIST, ROOT, run } from './helpers.js';
 
 const opened: Socket[] = [];
 
@@ -91,5 +95,28 @@ describe("the binding's recvInto", () => {
   it('rejects an offset that is not a number', () => {
     const [, b] = pair();
     expect(() => native.recvInto(b.fileno(), Buffer.alloc(4), 4, 0, 'x' as unknown as number)).toThrow(TypeError);
+  });
+});
+
+describe("the binding's hot path", () => {
+  it('never receives outside the registered slab, whatever the slots hold, and rejects bad arguments', async () => {
+    const result = await run(process.execPath, [join(ROOT, 'test', 'fixtures', 'hot-path.mjs'), join(DIST, 'binding.js')], {
+      timeoutMs: 30_000,
+    });
+    expect(result.stderr).toBe('');
+    expect(JSON.parse(result.stdout)).toEqual({
+      negativeOffset: 32,
+      nearEnd: 2,
+      pastEnd: 0,
+      negativeLength: 0,
+      badFd: -9,
+      guardsIntact: true,
+      slabFilled: true,
+      sendString: 'TypeError',
+      sendFloats: 'TypeError',
+      slabOfFloats: 'TypeError',
+      slabMissing: 'TypeError',
+      sent: 3,
+    });
   });
 });
