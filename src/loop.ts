@@ -217,6 +217,11 @@ class Iterations {
     this.#trace = trace;
   }
 
+  /** Whether each iteration is traced (and so timed). */
+  get traced(): boolean {
+    return this.#trace !== undefined;
+  }
+
   /**
    * Step 1: asks the predicates and tells the backend what changed. Returns how long the wait
    * may take: `loopTimeoutMs`, less if a timer is due, 0 if a map key must be reported as not open.
@@ -236,7 +241,8 @@ class Iterations {
   afterWait(ready: number, waitedMs: number, woken: boolean): boolean {
     const poller = this.#poller;
     const count = poller.reportInvalid(ready);
-    const started = performance.now();
+    // Clocks are read for a trace only: performance.now() costs more than dispatching an event.
+    const started = this.#trace === undefined ? 0 : performance.now();
     poller.dispatch(count, this.#map);
     this.#state.scheduler?.runDue();
     if (count === 0 && woken) return false;
@@ -266,10 +272,10 @@ class Iterations {
 function iterateSync(sync: SyncState, steps: Iterations, loopTimeoutMs: number): void {
   const { poller, reactor } = sync;
   const timeout = steps.beforeWait(loopTimeoutMs);
-  const started = performance.now();
+  const started = steps.traced ? performance.now() : 0;
   const result = reactor.poll(timeout, poller.ready);
   if (result < 0) throw errnoError(result, syscallOf(poller.backend, 'wait'));
-  steps.afterWait(result, performance.now() - started, false);
+  steps.afterWait(result, steps.traced ? performance.now() - started : 0, false);
 }
 
 // --- The public loops ----------------------------------------------------------------------
@@ -390,14 +396,17 @@ export function loop(options: LoopOptions = {}): LoopPromise {
   const onAbort = (): void => thread.wake();
   signal?.addEventListener('abort', onAbort, { once: true });
   let done = false;
-  // When the current iteration's wait times out. A wake-up with nothing ready resumes the
-  // same wait, not a fresh one: frequent wake-ups must not postpone the timeout forever.
+  // When the current iteration's wait times out, once a wake-up with nothing ready has
+  // interrupted it (null while it has not): the wait resumes where it was, not afresh, so
+  // frequent wake-ups cannot postpone the timeout forever. An iteration that is not woken
+  // reads no clock: performance.now() costs more than dispatching an event.
   let waitDeadline: number | null = null;
 
   function startWait(): void {
-    const now = performance.now();
-    waitDeadline ??= loopTimeoutMs < 0 ? Infinity : now + loopTimeoutMs;
-    const remaining = waitDeadline === Infinity ? -1 : Math.max(0, Math.ceil(waitDeadline - now));
+    let remaining = loopTimeoutMs;
+    if (waitDeadline !== null) {
+      remaining = waitDeadline === Infinity ? -1 : Math.max(0, Math.ceil(waitDeadline - performance.now()));
+    }
     side.resume(steps.beforeWait(remaining));
   }
 
@@ -424,6 +433,8 @@ export function loop(options: LoopOptions = {}): LoopPromise {
         ready = thread.takeReady(poller.ready);
       }
       if (steps.afterWait(ready, waited, woken)) waitDeadline = null;
+      // Woken with nothing ready: the wait began `waited` ms ago (the native side's count).
+      else waitDeadline ??= loopTimeoutMs < 0 ? Infinity : performance.now() - waited + loopTimeoutMs;
       if (signal?.aborted === true) finish(signal.reason);
       else if (map.size === 0 || steps.count >= count) finish();
       else startWait();
