@@ -9,6 +9,7 @@ import { constants } from 'node:os';
 import { native } from './binding.js';
 import type { SocketMap } from './socketmap.js';
 import { check } from './errors.js';
+import { declareBuiltInPredicates } from './dispatcher.js';
 import { FileDispatcher } from './file.js';
 
 const signalNames = new Map<number, NodeJS.Signals>(
@@ -72,3 +73,7 @@ export class SignalDispatcher extends FileDispatcher {
     this.close();
   }
 }
+
+// readable() is Dispatcher's and writable() is constant: the loop need not ask an idle
+// signal pipe every iteration (hasBuiltInPredicates).
+declareBuiltInPredicates(SignalDispatcher.prototype);
