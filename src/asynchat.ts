@@ -17,6 +17,7 @@
 //   as push() returns, as with Python's immutable bytes, and a small reply is never copied.
 // - Strings are accepted as terminators and from producers, encoded with `encoding`;
 //   push() takes strings only with useEncoding = true, as Python's test_push demands.
+import { Buffer } from 'node:buffer';
 import { Dispatcher, declareBuiltInPredicates } from './dispatcher.js';
 import { SocketError, isWouldBlock } from './errors.js';
 import { describe } from './socket.js';

@@ -5,6 +5,7 @@
 // handle*Event() entry points below; they turn raw readiness into the events a subclass
 // overrides: handleAccept on a listening socket, handleConnect on the first event of a
 // connecting one, handleRead / handleWrite / handleExpt / handleClose otherwise.
+import { Buffer } from 'node:buffer';
 import type { Address } from './binding.js';
 import { AF_INET, SOCK_STREAM, SOL_SOCKET, SO_ERROR, SO_REUSEADDR } from './constants.js';
 import { EBADF, compactTraceback, errnoError, errnoName, isDisconnect, isWouldBlock } from './errors.js';

@@ -1,5 +1,6 @@
 // FileWrapper and FileDispatcher: Python's file_wrapper and file_dispatcher, which let
 // the loop drive pipes, terminals and other non-socket fds (UNIX only).
+import { Buffer } from 'node:buffer';
 import { native } from './binding.js';
 import { SOL_SOCKET, SO_ERROR } from './constants.js';
 import { Dispatcher } from './dispatcher.js';

@@ -17,6 +17,7 @@
 // is full, so a slow reader slows the writer down instead of filling the forwarder's memory.
 // A hang-up the kernel reports is read on to EOF: only a socket error closes both sides.
 
+import { Buffer } from 'node:buffer';
 import {
   AF_INET,
   AF_INET6,

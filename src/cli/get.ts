@@ -11,6 +11,7 @@
 // byte as they came. Exit status: 0 for a 2xx answer, 1 for any other answer or a failure
 // (refused, unknown host, timeout, a body shorter or longer than its Content-Length), 2 for a
 // bad command line.
+import { Buffer } from 'node:buffer';
 import { closeSync, openSync, writeSync } from 'node:fs';
 
 import { errnoName } from '../errors.js';

@@ -19,8 +19,10 @@
 // a head must be complete within --header-timeout of its first byte; a connection that moves
 // nothing for --idle-timeout is closed; connections past --max-connections get a 503; a
 // failed accept() (out of fds) is logged and the listener keeps listening.
+import { Buffer } from 'node:buffer';
 import { closeSync, openSync, readFileSync, readSync, realpathSync, statSync } from 'node:fs';
 import { extname, join, sep } from 'node:path';
+import { performance } from 'node:perf_hooks';
 
 import {
   type Address,
