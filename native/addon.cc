@@ -279,7 +279,8 @@ napi_value Recv(napi_env env, napi_callback_info /*info*/) {
   const int32_t* args = state->args;
   if (state->slab == nullptr) return Number(env, -EINVAL);
   size_t offset = std::min(state->slab_length, static_cast<size_t>(std::max(0, args[kOffset])));
-  size_t length = std::min(state->slab_length - offset, static_cast<size_t>(std::max(0, args[kLength])));
+  size_t length =
+      std::min(state->slab_length - offset, static_cast<size_t>(std::max(0, args[kLength])));
   return Number(env, aco::Recv(args[kFd], state->slab + offset, length, args[kFlags]));
 }
 
@@ -307,7 +308,8 @@ Napi::Object Init(Napi::Env env) {
   Napi::Int32Array args = Napi::Int32Array::New(env, kSlotCount);
   state->args = args.Data();
   napi_create_reference(env, args, 1, &state->args_ref);
-  NAPI_THROW_IF_FAILED(env, napi_set_instance_data(env, state, DeleteState, nullptr), Napi::Object());
+  NAPI_THROW_IF_FAILED(env, napi_set_instance_data(env, state, DeleteState, nullptr),
+                       Napi::Object());
   Napi::Object exports = Napi::Object::New(env);
   exports.Set("args", args);
   exports.Set("FD", Napi::Number::New(env, kFd));

@@ -100,9 +100,13 @@ describe("the binding's recvInto", () => {
 
 describe("the binding's hot path", () => {
   it('never receives outside the registered slab, whatever the slots hold, and rejects bad arguments', async () => {
-    const result = await run(process.execPath, [join(ROOT, 'test', 'fixtures', 'hot-path.mjs'), join(DIST, 'binding.js')], {
-      timeoutMs: 30_000,
-    });
+    const result = await run(
+      process.execPath,
+      [join(ROOT, 'test', 'fixtures', 'hot-path.mjs'), join(DIST, 'binding.js')],
+      {
+        timeoutMs: 30_000,
+      },
+    );
     expect(result.stderr).toBe('');
     expect(JSON.parse(result.stdout)).toEqual({
       negativeOffset: 32,
