@@ -215,19 +215,32 @@ namespace hot {
 // The slots of hotPath.args (exported under these names, so the two sides cannot disagree).
 enum Slot : uint8_t { kFd, kLength, kFlags, kOffset, kSlotCount };
 
+// A Uint8Array registered with the native side: its bytes, and a reference that keeps them
+// alive while it is registered.
+struct Registered {
+  uint8_t* data = nullptr;
+  size_t length = 0;
+  napi_ref ref = nullptr;
+
+  void Release(napi_env env) {
+    if (ref != nullptr) napi_delete_reference(env, ref);
+    *this = Registered();
+  }
+};
+
 // Per environment (a worker has its own), as the addon's instance data.
 struct State {
   int32_t* args = nullptr;
   napi_ref args_ref = nullptr;
-  uint8_t* slab = nullptr;
-  size_t slab_length = 0;
-  napi_ref slab_ref = nullptr;  // keeps the registered slab's memory alive
+  Registered slab;     // where receives land
+  Registered scratch;  // where a receive larger than the slab's room lands first
 };
 
 void DeleteState(napi_env env, void* data, void* /*hint*/) {
   auto* state = static_cast<State*>(data);
   if (state->args_ref != nullptr) napi_delete_reference(env, state->args_ref);
-  if (state->slab_ref != nullptr) napi_delete_reference(env, state->slab_ref);
+  state->slab.Release(env);
+  state->scratch.Release(env);
   delete state;
 }
 
@@ -247,8 +260,8 @@ napi_value Number(napi_env env, int64_t value) {
   return result;
 }
 
-// setRecvSlab(slab): recv() lands in this Uint8Array from now on.
-napi_value SetRecvSlab(napi_env env, napi_callback_info info) {
+// The one argument of a setter: a Uint8Array, registered in *target in place of what was.
+napi_value Register(napi_env env, napi_callback_info info, Registered* target, const char* what) {
   size_t argc = 1;
   napi_value value = nullptr;
   napi_get_cb_info(env, info, &argc, &value, nullptr, nullptr);
@@ -258,30 +271,48 @@ napi_value SetRecvSlab(napi_env env, napi_callback_info info) {
   if (argc < 1 ||
       napi_get_typedarray_info(env, value, &type, &length, &data, nullptr, nullptr) != napi_ok ||
       type != napi_uint8_array) {
-    napi_throw_type_error(env, nullptr, "the receive slab must be a Uint8Array");
+    napi_throw_type_error(env, nullptr, what);
     return nullptr;
   }
-  State* state = StateOf(env);
-  if (state->slab_ref != nullptr) napi_delete_reference(env, state->slab_ref);
-  state->slab_ref = nullptr;
-  state->slab = nullptr;
-  state->slab_length = 0;
-  if (napi_create_reference(env, value, 1, &state->slab_ref) != napi_ok) return nullptr;
-  state->slab = static_cast<uint8_t*>(data);
-  state->slab_length = length;
+  target->Release(env);
+  if (napi_create_reference(env, value, 1, &target->ref) != napi_ok) return nullptr;
+  target->data = static_cast<uint8_t*>(data);
+  target->length = length;
   return nullptr;
 }
 
+// setRecvSlab(slab): recv() lands in this Uint8Array from now on.
+napi_value SetRecvSlab(napi_env env, napi_callback_info info) {
+  return Register(env, info, &StateOf(env)->slab, "the receive slab must be a Uint8Array");
+}
+
+// setRecvScratch(scratch): a receive larger than the slab's room lands here first.
+napi_value SetRecvScratch(napi_env env, napi_callback_info info) {
+  return Register(env, info, &StateOf(env)->scratch, "the receive scratch must be a Uint8Array");
+}
+
 // recv() -> bytes received (0 at EOF) or -errno: up to args[kLength] bytes from args[kFd]
-// with args[kFlags], at slab[args[kOffset]], never past the slab's end.
+// with args[kFlags], for the slab at args[kOffset]. A receive that fits in the slab's room
+// (from the offset to its end) lands there. A larger one lands in the scratch buffer (at most
+// its length), and what arrived is moved to the slab when it fits after all: JavaScript finds
+// the bytes in the slab when the count is at most the room, else at the scratch's start.
+// Nothing is ever written outside either buffer, whatever the slots hold.
 napi_value Recv(napi_env env, napi_callback_info /*info*/) {
   State* state = StateOf(env);
   const int32_t* args = state->args;
-  if (state->slab == nullptr) return Number(env, -EINVAL);
-  size_t offset = std::min(state->slab_length, static_cast<size_t>(std::max(0, args[kOffset])));
-  size_t length =
-      std::min(state->slab_length - offset, static_cast<size_t>(std::max(0, args[kLength])));
-  return Number(env, aco::Recv(args[kFd], state->slab + offset, length, args[kFlags]));
+  const Registered& slab = state->slab;
+  const Registered& scratch = state->scratch;
+  if (slab.data == nullptr || scratch.data == nullptr) return Number(env, -EINVAL);
+  size_t offset = std::min(slab.length, static_cast<size_t>(std::max(0, args[kOffset])));
+  size_t room = slab.length - offset;
+  auto length = static_cast<size_t>(std::max(0, args[kLength]));
+  if (length <= room)
+    return Number(env, aco::Recv(args[kFd], slab.data + offset, length, args[kFlags]));
+  ssize_t got = aco::Recv(args[kFd], scratch.data, std::min(length, scratch.length), args[kFlags]);
+  if (got > 0 && static_cast<size_t>(got) <= room) {
+    std::memcpy(slab.data + offset, scratch.data, static_cast<size_t>(got));
+  }
+  return Number(env, got);
 }
 
 // send(bytes) -> bytes sent or -errno: `bytes` (a Uint8Array) to args[kFd] with args[kFlags].
@@ -302,7 +333,7 @@ napi_value Send(napi_env env, napi_callback_info info) {
   return Number(env, aco::Send(args[kFd], data, length, args[kFlags]));
 }
 
-// { args, FD, LENGTH, FLAGS, OFFSET, setRecvSlab, recv, send }
+// { args, FD, LENGTH, FLAGS, OFFSET, setRecvSlab, setRecvScratch, recv, send }
 Napi::Object Init(Napi::Env env) {
   auto* state = new State();
   Napi::Int32Array args = Napi::Int32Array::New(env, kSlotCount);
@@ -322,6 +353,7 @@ Napi::Object Init(Napi::Env env) {
     exports.Set(name, fn);
   };
   function("setRecvSlab", SetRecvSlab);
+  function("setRecvScratch", SetRecvScratch);
   function("recv", Recv);
   function("send", Send);
   return exports;

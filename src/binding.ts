@@ -48,7 +48,12 @@ export interface NativeHotPath {
   readonly OFFSET: number;
   /** recv() receives into this buffer from now on (the native side keeps it alive). */
   setRecvSlab(slab: Uint8Array): void;
-  /** Up to args[LENGTH] bytes from args[FD] with args[FLAGS], at slab[args[OFFSET]]. */
+  /** A receive larger than the slab's room lands in this buffer first (kept alive likewise). */
+  setRecvScratch(scratch: Uint8Array): void;
+  /**
+   * Up to args[LENGTH] bytes from args[FD] with args[FLAGS], for slab[args[OFFSET]...]: a count
+   * that fits in the slab from that offset is there, a larger one at the scratch's start.
+   */
   recv(): number;
   /** `data` to args[FD] with args[FLAGS]. */
   send(data: Uint8Array): number;

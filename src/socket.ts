@@ -28,22 +28,24 @@ const MAX_OPTION_BYTES = 1024;
 const INT32_MIN = -0x80000000;
 const INT32_MAX = 0x7fffffff;
 
-// Receives of up to half a slab land in a slab that is handed out in pieces and never
-// written twice: recv() reads into the slab's unused tail and returns a view of the bytes
-// that arrived, so nothing is copied and a handler may keep the Buffer (a slab lives while a
-// view of it does, as Node's own Buffer pool does). Larger receives read into one scratch
-// buffer shared by every socket and copy out only what arrived, so a recv(65536) that gets
-// 64 bytes costs 64 bytes of memory.
+// Receives land in a slab that is handed out in pieces and never written twice: recv()
+// reads into the slab's unused tail and returns a view of the bytes that arrived, so nothing
+// is copied and a handler may keep the Buffer (a slab lives while a view of it does, as
+// Node's own Buffer pool does). A receive asked for more than the slab's room (asynchat reads
+// 64 KiB at a time) lands in one scratch buffer shared by every socket, and the native side
+// moves what arrived into the slab when it fits there after all; only more than that is
+// copied out of the scratch, into a Buffer of exactly its size. So a recv(65536) that gets
+// 64 bytes holds a 64-byte piece of a slab, like a recv(100) that does.
 //
-// The slab is registered with the native side once, and the integers of a receive or a send
-// travel in hotPath.args, not as arguments: this is the path of every event, and argument
-// conversion was most of its cost (native/addon.cc, "The hot path").
+// The slab and the scratch are registered with the native side once, and the integers of a
+// receive or a send travel in hotPath.args, not as arguments: this is the path of every
+// event, and argument conversion was most of its cost (native/addon.cc, "The hot path").
 const SLAB_SIZE = 16384;
 const hot = native.hotPath;
 const { args: hotArgs, FD, LENGTH, FLAGS, OFFSET } = hot;
 let slabMemory = newSlab();
 let slabUsed = 0;
-let scratch = Buffer.allocUnsafe(65536);
+let scratch = newScratch(65536);
 
 /** A fresh slab, registered as the one recv() lands in. Not zero-filled: only bytes the kernel wrote are ever in a view handed out. */
 function newSlab(): ArrayBufferLike {
@@ -52,18 +54,27 @@ function newSlab(): ArrayBufferLike {
   return slab.buffer;
 }
 
+function newScratch(size: number): Buffer {
+  const buffer = Buffer.allocUnsafeSlow(size);
+  hot.setRecvScratch(buffer);
+  return buffer;
+}
+
 function receive(fd: number, size: number, flags: number): Buffer {
-  if (size > SLAB_SIZE / 2) return takeScratch(check(native.recvInto(fd, scratchFor(size), size, flags), 'recv'));
-  if (SLAB_SIZE - slabUsed < size) {
+  // A fresh slab when this receive, or the half-slab a large one most often gets, would not fit.
+  if (SLAB_SIZE - slabUsed < Math.min(size, SLAB_SIZE / 2)) {
     slabMemory = newSlab();
     slabUsed = 0;
   }
+  scratchFor(size);
   const offset = slabUsed;
   hotArgs[FD] = fd;
   hotArgs[LENGTH] = size;
   hotArgs[FLAGS] = flags;
   hotArgs[OFFSET] = offset;
   const got = check(hot.recv(), 'recv');
+  // More than the slab's room: the bytes are at the scratch's start.
+  if (got > SLAB_SIZE - offset) return takeScratch(got);
   // The next piece starts 8-byte aligned, as Node's pool aligns its pieces.
   slabUsed += (got + 7) & ~7;
   return Buffer.from(slabMemory, offset, got);
@@ -76,8 +87,9 @@ function sendBytes(fd: number, data: Uint8Array, flags: number): number {
   return hot.send(data);
 }
 
+/** The scratch buffer, grown (and registered) to hold at least n bytes. */
 function scratchFor(n: number): Buffer {
-  if (scratch.length < n) scratch = Buffer.allocUnsafe(Math.max(n, scratch.length * 2));
+  if (scratch.length < n) scratch = newScratch(Math.max(n, scratch.length * 2));
   return scratch;
 }
 

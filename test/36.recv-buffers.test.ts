@@ -60,7 +60,7 @@ describe('recv() results stay valid', () => {
     expect(second.equals(chunk(2, 100))).toBe(true);
   });
 
-  it('a large receive is a copy of exactly the bytes that arrived', () => {
+  it('a large receive holds only what arrived: a slab piece when it fits, a copy of exactly its bytes when not', () => {
     const [a, b] = pair();
     a.send(chunk(3, 64));
     const got = b.recv(65536);
@@ -69,6 +69,15 @@ describe('recv() results stay valid', () => {
     a.send(chunk(4, 64));
     b.recv(65536);
     expect(got.equals(chunk(3, 64))).toBe(true);
+    // More than a slab holds: a Buffer of exactly those bytes, which later receives leave alone.
+    const big = chunk(5, 40_000);
+    expect(a.send(big)).toBe(big.length);
+    const large = b.recv(65536);
+    expect(large.length).toBe(big.length);
+    expect(large.buffer.byteLength).toBe(big.length);
+    a.send(chunk(6, 40_000));
+    b.recv(65536);
+    expect(large.equals(big)).toBe(true);
   });
 
   it('an empty receive at EOF is an empty Buffer', () => {
@@ -99,7 +108,7 @@ describe("the binding's recvInto", () => {
 });
 
 describe("the binding's hot path", () => {
-  it('never receives outside the registered slab, whatever the slots hold, and rejects bad arguments', async () => {
+  it('never receives outside the registered slab and scratch, whatever the slots hold, and rejects bad arguments', async () => {
     const result = await run(
       process.execPath,
       [join(ROOT, 'test', 'fixtures', 'hot-path.mjs'), join(DIST, 'binding.js')],
@@ -108,18 +117,24 @@ describe("the binding's hot path", () => {
       },
     );
     expect(result.stderr).toBe('');
+    const range = (from: number, to: number): number[] => Array.from({ length: to - from }, (_, i) => from + i);
     expect(JSON.parse(result.stdout)).toEqual({
-      negativeOffset: 32,
-      nearEnd: 2,
-      pastEnd: 0,
+      negativeOffset: 16,
+      nearEnd: 16,
+      fits: 20,
+      pastEnd: 16,
       negativeLength: 0,
       badFd: -9,
       guardsIntact: true,
-      slabFilled: true,
+      // Bytes 0-15 moved in at 0, then 32-51 received at 10; the last 2 never written.
+      slab: [...range(0, 10), ...range(32, 52), 0xee, 0xee],
+      // The last receive that stayed there: bytes 52-67 (16-31 were overwritten).
+      scratch: range(52, 68),
       sendString: 'TypeError',
       sendFloats: 'TypeError',
       slabOfFloats: 'TypeError',
       slabMissing: 'TypeError',
+      scratchOfFloats: 'TypeError',
       sent: 3,
     });
   });
