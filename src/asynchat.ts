@@ -123,13 +123,19 @@ export class SimpleProducer implements Producer {
 /** What the output fifo holds: bytes, a producer, or null for "close when you get here". */
 type OutgoingEntry = Uint8Array | Producer | null;
 
-/** Python's deque, as far as the fifo uses it: O(1) at both ends. */
+/**
+ * Python's deque, as far as the fifo uses it: O(1) at both ends. The items are
+ * #items[#head, #tail). An emptied deque keeps its array and starts again at 0 (after nearly
+ * every reply): setting an array's length goes through V8's runtime, and the shrunk array
+ * would have to grow again at the next push.
+ */
 class Deque<T> {
-  #items: T[] = [];
+  #items: (T | undefined)[] = [];
   #head = 0;
+  #tail = 0;
 
   get length(): number {
-    return this.#items.length - this.#head;
+    return this.#tail - this.#head;
   }
 
   /** The first item; only call it when length > 0. */
@@ -138,25 +144,28 @@ class Deque<T> {
   }
 
   push(item: T): void {
-    this.#items.push(item);
+    this.#items[this.#tail++] = item;
   }
 
   shift(): void {
-    this.#items[this.#head] = undefined as T;
-    this.#head++;
-    if (this.#head === this.#items.length) {
-      // Emptied (after nearly every reply): keep the array, it is about to be used again.
-      this.#items.length = 0;
+    this.#items[this.#head++] = undefined;
+    if (this.#head === this.#tail) {
       this.#head = 0;
-    } else if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
-      this.#items = this.#items.slice(this.#head);
+      this.#tail = 0;
+    } else if (this.#head > 1024 && this.#head * 2 > this.#tail) {
+      this.#items = this.#items.slice(this.#head, this.#tail);
+      this.#tail -= this.#head;
       this.#head = 0;
     }
   }
 
   unshift(item: T): void {
-    if (this.#head > 0) this.#items[--this.#head] = item;
-    else this.#items.unshift(item);
+    if (this.#head > 0) {
+      this.#items[--this.#head] = item;
+    } else {
+      this.#items.unshift(item);
+      this.#tail++;
+    }
   }
 
   replaceFirst(item: T): void {
