@@ -252,9 +252,9 @@ function isBlank(code: number): boolean {
   return code === 0x20 || code === 0x09;
 }
 
-/** A line of the head without its line end (LF, or CRLF). */
-function lineOf(head: string, start: number, end: number): string {
-  return head.slice(start, end > start && head.charCodeAt(end - 1) === 0x0d ? end - 1 : end);
+/** Where the line of the head that ends with the LF at `end` stops: before that LF, or its CR. */
+function lineStop(head: string, start: number, end: number): number {
+  return end > start && head.charCodeAt(end - 1) === 0x0d ? end - 1 : end;
 }
 
 /** `METHOD SP target SP HTTP/1.x`: the method a token, the target without white space; or null. */
@@ -287,27 +287,31 @@ function parseRequestLine(line: string): Request | null {
  * without white space, blanks around the value dropped, no CR in it.
  */
 function parseHead(head: string): Request | string {
+  // Lines are read by index: only the request line, header names and values become strings.
   let end = head.indexOf('\n');
-  const requestLine = lineOf(head, 0, end);
+  if (end < 0) end = head.length;
+  const requestLine = head.slice(0, lineStop(head, 0, end));
   const request = parseRequestLine(requestLine);
   if (request === null) return `malformed request line ${JSON.stringify(requestLine.slice(0, 100))}`;
   const headers = request.headers;
   for (let start = end + 1; start < head.length; start = end + 1) {
     end = head.indexOf('\n', start);
-    const line = lineOf(head, start, end);
-    if (line === '') break; // the blank line that ends the head
-    const colon = line.indexOf(':');
-    let valid = colon > 0;
-    for (let i = 0; valid && i < colon; i++) valid = !isSpace(line.charCodeAt(i));
+    if (end < 0) end = head.length;
+    const stop = lineStop(head, start, end);
+    if (stop === start) break; // the blank line that ends the head
+    const colon = head.indexOf(':', start);
+    let valid = colon > start && colon < stop;
+    for (let i = start; valid && i < colon; i++) valid = !isSpace(head.charCodeAt(i));
     let valueStart = colon + 1;
-    while (valueStart < line.length && isBlank(line.charCodeAt(valueStart))) valueStart++;
-    if (!valid || line.includes('\r', valueStart)) {
-      return `malformed header line ${JSON.stringify(line.slice(0, 100))}`;
+    while (valueStart < stop && isBlank(head.charCodeAt(valueStart))) valueStart++;
+    const cr = valid ? head.indexOf('\r', valueStart) : -1;
+    if (!valid || (cr >= 0 && cr < stop)) {
+      return `malformed header line ${JSON.stringify(head.slice(start, Math.min(stop, start + 100)))}`;
     }
-    let valueEnd = line.length;
-    while (valueEnd > valueStart && isBlank(line.charCodeAt(valueEnd - 1))) valueEnd--;
-    const name = line.slice(0, colon).toLowerCase();
-    const value = line.slice(valueStart, valueEnd);
+    let valueEnd = stop;
+    while (valueEnd > valueStart && isBlank(head.charCodeAt(valueEnd - 1))) valueEnd--;
+    const name = head.slice(start, colon).toLowerCase();
+    const value = head.slice(valueStart, valueEnd);
     const previous = headers.get(name);
     headers.set(name, previous === undefined ? value : `${previous}, ${value}`);
   }
@@ -400,13 +404,13 @@ class HttpChannel extends AsyncChat {
   #request: Request | null = null;
   /** Bytes of that body still to come. */
   #bodyLeft = 0;
-  /** The earlier reads of the head being read, when it spans reads. */
-  #headChunks: Buffer[] = [];
+  /** The earlier reads of the head being read (as Latin-1), when it spans reads. */
+  #headSoFar = '';
   /** Bytes of the head being read so far, stray empty lines before it included. */
   #headSize = 0;
   /** Non-empty lines the head being read has so far (the request line included). */
   #headLines = 0;
-  /** Bytes of the current line of the head so far, and the last of them. */
+  /** Bytes of the current line of the head so far, and the last of them (in earlier reads). */
   #lineLength = 0;
   #lastByte = 0;
   /** Input not parsed yet because the output is over its bound. */
@@ -483,6 +487,7 @@ class HttpChannel extends AsyncChat {
   /** Frames and answers the requests in data, until it is used up or the output is full. */
   #parse(data: Buffer): void {
     let at = 0;
+    let text: string | undefined;
     while (at < data.length) {
       if (this.#finished) return;
       if (!this.readable()) {
@@ -501,54 +506,53 @@ class HttpChannel extends AsyncChat {
           this.#answer(request);
         }
       } else {
-        at = this.#scanHead(data, at);
+        // Heads are scanned as text: one conversion per read, whatever number of heads it holds.
+        text ??= data.toString('latin1');
+        at = this.#scanHead(text, at);
       }
     }
   }
 
   /**
-   * Scans data from `at` for the blank line that ends the head being read; returns where the
-   * scan stopped (after the head, or the end of data). Empty lines before a request line are
-   * dropped (RFC 9112, 2.2); the limits are checked as the bytes come.
+   * Scans text (a read, as Latin-1) from `at` for the blank line that ends the head being
+   * read; returns where the scan stopped (after the head, or the end of text). Empty lines
+   * before a request line are dropped (RFC 9112, 2.2); the limits are checked as the lines
+   * come. Lines are found with indexOf, not byte by byte: that was a fifth of a request's cost.
    */
-  #scanHead(data: Buffer, at: number): number {
+  #scanHead(text: string, at: number): number {
     this.#headStartedAt ??= clock.now;
+    // Where the head proper starts in text, and where the current line does.
     let start = at;
-    let lineLength = this.#lineLength;
-    let lastByte = this.#lastByte;
+    let lineStart = at;
+    // What earlier reads hold of the current line: its length and last character.
+    let carriedLength = this.#lineLength;
+    let carriedLast = this.#lastByte;
     let lines = this.#headLines;
-    for (let i = at; i < data.length; i++) {
-      const byte = data[i] as number;
-      if (byte !== 0x0a) {
-        lineLength++;
-        lastByte = byte;
-        continue;
-      }
-      const empty = lineLength === 0 || (lineLength === 1 && lastByte === 0x0d);
-      lineLength = 0;
-      lastByte = byte;
+    for (let end = text.indexOf('\n', at); end >= 0; end = text.indexOf('\n', lineStart)) {
+      const length = carriedLength + end - lineStart;
+      const last = end > lineStart ? text.charCodeAt(end - 1) : carriedLast;
+      const empty = length === 0 || (length === 1 && last === 0x0d);
+      carriedLength = 0;
+      carriedLast = 0x0a;
+      lineStart = end + 1;
       if (!empty) {
         // The request line and up to MAX_HEADER_LINES header lines.
         if (++lines > MAX_HEADER_LINES + 1) {
           this.#fail(400, `more than ${MAX_HEADER_LINES} header lines`);
-          return data.length;
+          return text.length;
         }
       } else if (lines === 0) {
         // A stray empty line: the head proper starts after it.
-        this.#headSize += i + 1 - start;
-        this.#headChunks = [];
-        start = i + 1;
+        this.#headSize += end + 1 - start;
+        this.#headSoFar = '';
+        start = end + 1;
       } else {
-        if (this.#headSize + (i + 1 - start) > MAX_HEAD) {
+        if (this.#headSize + (end + 1 - start) > MAX_HEAD) {
           this.#fail(413, 'the request head is over 64 KiB');
-          return data.length;
+          return text.length;
         }
-        const chunks = this.#headChunks;
-        const head =
-          chunks.length === 0
-            ? data.toString('latin1', start, i + 1)
-            : Buffer.concat([...chunks, data.subarray(start, i + 1)]).toString('latin1');
-        this.#headChunks = [];
+        const head = this.#headSoFar + text.slice(start, end + 1);
+        this.#headSoFar = '';
         this.#headSize = 0;
         this.#headLines = 0;
         this.#lineLength = 0;
@@ -556,19 +560,19 @@ class HttpChannel extends AsyncChat {
         this.#headStartedAt = null;
         this.#lastProgress = clock.now;
         this.#headEnded(head);
-        return i + 1;
+        return end + 1;
       }
     }
-    this.#headSize += data.length - start;
+    this.#headSize += text.length - start;
     if (this.#headSize > MAX_HEAD) {
       this.#fail(413, 'the request head is over 64 KiB');
-      return data.length;
+      return text.length;
     }
-    if (start < data.length) this.#headChunks.push(data.subarray(start));
-    this.#lineLength = lineLength;
-    this.#lastByte = lastByte;
+    if (start < text.length) this.#headSoFar += text.slice(start);
+    this.#lineLength = carriedLength + text.length - lineStart;
+    this.#lastByte = text.length > lineStart ? text.charCodeAt(text.length - 1) : carriedLast;
     this.#headLines = lines;
-    return data.length;
+    return text.length;
   }
 
   /** A complete head (its lines with their line ends, up to its blank line): answer it. */
@@ -637,7 +641,7 @@ class HttpChannel extends AsyncChat {
   /** No more requests on this connection: close it once the replies are sent. */
   #finish(): void {
     this.#finished = true;
-    this.#headChunks = [];
+    this.#headSoFar = '';
     this.#waiting = EMPTY;
     this.#headStartedAt = null;
     this.#lastProgress = clock.now;
