@@ -4,6 +4,7 @@
 //
 //   node bench/http/instructions.mjs [--requests 20000] [--warmup 5000] [--connections 50]
 //                                    [--build NAME=DIR ...] [--rounds 1] [--backend epoll] [--mode sync]
+//                                    [--keep]
 //
 // For each build (default: this repository; DIR is a tree with dist/, build/ and node_modules/,
 // e.g. an older commit exported with `git archive` and built), the server runs twice under
@@ -35,6 +36,7 @@ const { values } = parseArgs({
     build: { type: 'string', multiple: true, default: [] },
     backend: { type: 'string', default: 'epoll' },
     mode: { type: 'string', default: 'sync' },
+    keep: { type: 'boolean', default: false },
   },
 });
 const requests = Number(values.requests);
@@ -167,5 +169,7 @@ try {
     }
   }
 } finally {
-  rmSync(work, { recursive: true, force: true });
+  // --keep leaves the last build's two callgrind files for bench/where.mjs (extra events: --requests).
+  if (values.keep) process.stdout.write(`callgrind files: ${join(work, 'base.out')} ${join(work, 'full.out')}\n`);
+  else rmSync(work, { recursive: true, force: true });
 }
