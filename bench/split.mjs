@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Where a server's time per message goes: user space (its own code) or the kernel.
 //
-//   node bench/split.mjs [--starts 5] [--conns 50] [--idle 0] [--duration 3] [--subjects a,b,...]
+//   node bench/split.mjs [--starts 5] [--conns 50] [--idle 0] [--duration 3] [--subjects a,b,...] [--baseline DIR]
 //
 // For each subject it starts the server afresh --starts times (the subjects take turns, so a
 // change in the machine touches them all alike), pinned to CPU 0, runs bench/loadgen.c with
@@ -30,8 +30,22 @@ const SUBJECTS = {
 };
 
 const USAGE = `usage: node bench/split.mjs [--starts 5] [--conns 50] [--idle 0] [--duration 3] [--subjects a,b,...]
-  subjects: ${Object.keys(SUBJECTS).join(', ')}`;
-const values = flags({ starts: 5, conns: 50, idle: 0, duration: 3, subjects: Object.keys(SUBJECTS).join(',') }, USAGE);
+                            [--baseline DIR]
+  subjects: ${Object.keys(SUBJECTS).join(', ')}
+  --baseline DIR adds baseline-epoll-sync and baseline-epoll-thread: the echo server of another
+  build of the package (a tree with dist/ and build/, e.g. an older commit checked out and
+  built), measured in the same run, so a change is judged side by side with what it changed.`;
+const values = flags(
+  { starts: 5, conns: 50, idle: 0, duration: 3, subjects: Object.keys(SUBJECTS).join(','), baseline: undefined },
+  USAGE,
+);
+if (values.baseline !== undefined) {
+  const echo = path.resolve(values.baseline, 'dist/cli/echo.js');
+  SUBJECTS['baseline-epoll-sync'] = ['node', echo, '--port', '0', '--backend', 'epoll', '--mode', 'sync'];
+  SUBJECTS['baseline-epoll-thread'] = ['node', echo, '--port', '0', '--backend', 'epoll', '--mode', 'thread'];
+  if (!process.argv.some((arg) => arg.startsWith('--subjects')))
+    values.subjects += ',baseline-epoll-sync,baseline-epoll-thread';
+}
 const starts = values.starts;
 const subjects = values.subjects.split(',');
 for (const id of subjects) if (!(id in SUBJECTS)) throw new Error(`unknown subject ${id}`);
