@@ -35,7 +35,7 @@ const ROUNDS = 5;
 // keeps or returns an arena, V8 keeps pages after a burst, and how many connections are in
 // flight at once depends on the machine's load), so one round may end 4 MB above the round
 // before with nothing leaked and the next end where that one did. A leak grows every round:
-// the median of the per-round changes after the warm-up round stays under this many bytes per
+// the lower median of the per-round changes after the warm-up round stays under this many bytes per
 // connection (a leak of 200 bytes per connection adds 2 MB a round at 10,000). The child runs
 // with V8's young generation capped (--max-semi-space-size=1): by default it grows to tens of
 // MiB at the first burst and keeps those pages, which is V8's choice, not a leak, and would
@@ -132,14 +132,14 @@ describe.each(MODES)('10,000 connections opened and closed (%s)', (mode) => {
     const growth = (field: string): number => numberField(last, field) - numberField(first, field);
     expect(Math.abs(growth('heapUsed')), report).toBeLessThan(HEAP_TOLERANCE_BYTES);
     expect(Math.abs(growth('external')), report).toBeLessThan(HEAP_TOLERANCE_BYTES);
-    // Resident memory: the median change per round after round 1 (see RSS_BYTES_PER_CONNECTION).
+    // Resident memory: the lower median of the changes per round after round 1 (see
+    // RSS_BYTES_PER_CONNECTION). With 4 changes that is the second smallest: two one-off steps
+    // cannot fail the test, and a leak, which grows every round, still does.
     const rssChanges = rounds
       .slice(1)
       .map((after, i) => numberField(after, 'rss') - numberField(rounds[i] as ChildEvent, 'rss'))
       .sort((a, b) => a - b);
-    const lower = rssChanges[Math.floor((rssChanges.length - 1) / 2)] as number;
-    const upper = rssChanges[Math.floor(rssChanges.length / 2)] as number;
-    const medianChange = (lower + upper) / 2;
+    const medianChange = rssChanges[Math.floor((rssChanges.length - 1) / 2)] as number;
     expect(medianChange, report).toBeLessThan(RSS_BYTES_PER_CONNECTION * count);
 
     child.endInput();
