@@ -260,20 +260,28 @@ napi_value Number(napi_env env, int64_t value) {
   return result;
 }
 
-// The one argument of a setter: a Uint8Array, registered in *target in place of what was.
-napi_value Register(napi_env env, napi_callback_info info, Registered* target, const char* what) {
+// The call's one argument as a Uint8Array: its value and bytes. Otherwise throws TypeError
+// with `what` and returns false.
+bool BytesOnlyArg(napi_env env, napi_callback_info info, const char* what, napi_value* value,
+                  void** data, size_t* length) {
   size_t argc = 1;
-  napi_value value = nullptr;
-  napi_get_cb_info(env, info, &argc, &value, nullptr, nullptr);
+  napi_get_cb_info(env, info, &argc, value, nullptr, nullptr);
   napi_typedarray_type type = napi_int8_array;
-  size_t length = 0;
-  void* data = nullptr;
   if (argc < 1 ||
-      napi_get_typedarray_info(env, value, &type, &length, &data, nullptr, nullptr) != napi_ok ||
+      napi_get_typedarray_info(env, *value, &type, length, data, nullptr, nullptr) != napi_ok ||
       type != napi_uint8_array) {
     napi_throw_type_error(env, nullptr, what);
-    return nullptr;
+    return false;
   }
+  return true;
+}
+
+// The one argument of a setter: a Uint8Array, registered in *target in place of what was.
+napi_value Register(napi_env env, napi_callback_info info, Registered* target, const char* what) {
+  napi_value value = nullptr;
+  void* data = nullptr;
+  size_t length = 0;
+  if (!BytesOnlyArg(env, info, what, &value, &data, &length)) return nullptr;
   target->Release(env);
   if (napi_create_reference(env, value, 1, &target->ref) != napi_ok) return nullptr;
   target->data = static_cast<uint8_t*>(data);
@@ -317,16 +325,10 @@ napi_value Recv(napi_env env, napi_callback_info /*info*/) {
 
 // send(bytes) -> bytes sent or -errno: `bytes` (a Uint8Array) to args[kFd] with args[kFlags].
 napi_value Send(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
   napi_value value = nullptr;
-  napi_get_cb_info(env, info, &argc, &value, nullptr, nullptr);
-  napi_typedarray_type type = napi_int8_array;
-  size_t length = 0;
   void* data = nullptr;
-  if (argc < 1 ||
-      napi_get_typedarray_info(env, value, &type, &length, &data, nullptr, nullptr) != napi_ok ||
-      type != napi_uint8_array) {
-    napi_throw_type_error(env, nullptr, "data must be a Uint8Array or Buffer");
+  size_t length = 0;
+  if (!BytesOnlyArg(env, info, "data must be a Uint8Array or Buffer", &value, &data, &length)) {
     return nullptr;
   }
   const int32_t* args = StateOf(env)->args;
