@@ -5,7 +5,10 @@
 // - a client that pipelines requests to asyncore-http and never reads: the server's memory
 //   and fds stay bounded, another client is served meanwhile, and every fd comes back when
 //   the client leaves (with and without --root);
-// - asyncore-http out of fds under `ulimit -n 64`: it logs, keeps listening, and serves again.
+// - asyncore-http out of fds under `ulimit -n 64`: it logs, keeps listening, and serves again;
+// - asyncore-http and clients that reset in the middle of a large reply, or pipeline requests
+//   and half-close at once: nothing leaks, every request before the half-close is answered.
+import { Buffer } from 'node:buffer';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { type Socket, connect } from 'node:net';
@@ -231,5 +234,72 @@ describe('asyncore-http out of fds', () => {
     }
     expect(reply).toMatch(/^HTTP\/1\.1 200 OK[^]*\r\n\r\nhello\n$/);
     expect(child.exitCode).toBeNull();
+  });
+});
+
+describe('asyncore-http and clients that leave early', () => {
+  let root: string;
+  // Large enough that the reply is still being sent when the client resets.
+  const BIG = Buffer.alloc(8 << 20, 'y');
+
+  beforeAll(() => {
+    root = mkdtempSync(join(tmpdir(), 'asyncore-leave-'));
+    writeFileSync(join(root, 'big.bin'), BIG);
+    writeFileSync(join(root, 'hello.txt'), 'hello\n');
+  });
+
+  afterAll(() => {
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  describe.each(MODES)('%s', (mode) => {
+    it('20 clients that reset in the middle of an 8 MiB reply leave no fd behind, and others are served', async () => {
+      const server = await startCli('http', ['--port', '0', '--quiet', '--mode', mode, '--root', root]);
+      children.push(server.child);
+      const pid = server.child.pid as number;
+      expect(await fetchOnce(server.port, '/hello.txt')).toMatch(/^HTTP\/1\.1 200 OK/);
+      const fdsBefore = fdCount(pid);
+      await Promise.all(
+        Array.from(
+          { length: 20 },
+          () =>
+            new Promise<void>((resolve) => {
+              const sock = connect(server.port, '127.0.0.1');
+              sockets.push(sock);
+              let got = 0;
+              sock.on('error', () => resolve());
+              sock.on('close', () => resolve());
+              sock.on('data', (d: Buffer) => {
+                got += d.length;
+                // Some of the reply has arrived and much more is on its way: RST (SO_LINGER 0).
+                if (got >= 256 * 1024 && !sock.destroyed) sock.resetAndDestroy();
+              });
+              sock.write('GET /big.bin HTTP/1.1\r\n\r\n');
+            }),
+        ),
+      );
+      // Every connection and the file each was being sent are closed again.
+      await until(() => fdCount(pid) === fdsBefore, 15_000);
+      const other = await fetchOnce(server.port, '/big.bin');
+      expect(other.endsWith(BIG.toString('latin1'))).toBe(true);
+      expect(server.child.exitCode).toBeNull();
+    });
+
+    it('a client that pipelines three requests and half-closes at once gets all three replies, then the close', async () => {
+      const server = await startCli('http', ['--port', '0', '--quiet', '--mode', mode, '--root', root]);
+      children.push(server.child);
+      const reply = await new Promise<string>((resolve) => {
+        const sock = connect(server.port, '127.0.0.1');
+        sockets.push(sock);
+        let data = '';
+        sock.on('data', (d: Buffer) => (data += d.toString('latin1')));
+        sock.on('error', () => resolve(data));
+        sock.on('close', () => resolve(data));
+        // Three requests, then FIN: the server reads to EOF, answers all three, and closes.
+        sock.end('GET /hello.txt HTTP/1.1\r\n\r\n'.repeat(2) + 'GET /big.bin HTTP/1.1\r\n\r\n');
+      });
+      expect(reply.split('HTTP/1.1 200 OK').length - 1).toBe(3);
+      expect(reply.endsWith(BIG.toString('latin1'))).toBe(true);
+    });
   });
 });
