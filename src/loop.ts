@@ -242,7 +242,7 @@ class Iterations {
     const poller = this.#poller;
     const count = poller.reportInvalid(ready);
     // Clocks are read for a trace only: performance.now() costs more than dispatching an event.
-    const started = this.#trace === undefined ? 0 : performance.now();
+    const started = this.traced ? performance.now() : 0;
     poller.dispatch(count, this.#map);
     this.#state.scheduler?.runDue();
     if (count === 0 && woken) return false;
@@ -272,10 +272,11 @@ class Iterations {
 function iterateSync(sync: SyncState, steps: Iterations, loopTimeoutMs: number): void {
   const { poller, reactor } = sync;
   const timeout = steps.beforeWait(loopTimeoutMs);
-  const started = steps.traced ? performance.now() : 0;
+  // Timed for a trace only (see afterWait).
+  const started = steps.traced ? performance.now() : -1;
   const result = reactor.poll(timeout, poller.ready);
   if (result < 0) throw errnoError(result, syscallOf(poller.backend, 'wait'));
-  steps.afterWait(result, steps.traced ? performance.now() - started : 0, false);
+  steps.afterWait(result, started < 0 ? 0 : performance.now() - started, false);
 }
 
 // --- The public loops ----------------------------------------------------------------------
