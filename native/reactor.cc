@@ -106,14 +106,19 @@ void Reactor::Wake() {
 }
 
 void Reactor::DrainWakeups() {
-  // Clear the flag before reading: a Wake() that lands after the read then writes again
-  // (one spurious wake-up at worst) instead of being lost.
-  wake_pending_.store(false, std::memory_order_release);
+  // Read first, then clear the flag. The other order loses wake-ups for good: a Wake() that
+  // lands between clearing and reading writes, the read takes its write, and the flag stays
+  // set with nothing left to read, so every later Wake() sees it set and writes nothing (the
+  // loop then hears of a stop or a new channel only at its timeout). In this order a Wake()
+  // that lands before the clear writes nothing, and need not: the thread is awake already
+  // and goes through its turn (or sees the stop) before it waits again; one that lands after
+  // writes, which costs one spurious wake-up at worst.
   uint64_t value;
   ssize_t got;
   do {
     got = ::read(wake_fd_, &value, sizeof(value));
   } while (got > 0 || (got < 0 && errno == EINTR));
+  wake_pending_.store(false, std::memory_order_release);
 }
 
 }  // namespace aco
