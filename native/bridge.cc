@@ -8,7 +8,8 @@
 //   setInterest(...) for what changed
 //   resume(timeoutMs)  ───────────────▶  reactor.Poll(timeoutMs)
 //                                        batch = ready fds, wait time
-//   onBatch(count, waitMs, woken)  ◀───  tsfn.NonBlockingCall()   (one call per wait)
+//   onBatch(count, waitMs, woken)  ◀───  tsfn.NonBlockingCall()   (one call per wait;
+//     (ready fds in the ready array)                               the fds copied on the JS side)
 //   dispatch handlers ...                (parked until the next resume)
 //
 // Interest that changes outside a handler (a timer calls send(), a dispatcher is created)
@@ -44,6 +45,9 @@ struct LoopCore {
   enum class Turn { kJavaScript, kPolling, kStopped };
 
   std::unique_ptr<Reactor> reactor;  // the polling thread uses it only in kPolling
+  // The JS array the batches are copied to (the ThreadLoop's), used on the JS thread only,
+  // in the JS turn: then the ThreadLoop is alive, since its end sets kStopped for good.
+  ReadyArray* ready = nullptr;
   std::mutex mutex;
   std::condition_variable turn_changed;
   Turn turn = Turn::kJavaScript;
@@ -68,7 +72,7 @@ class ThreadLoop : public Napi::ObjectWrap<ThreadLoop> {
     return DefineClass(
         env, "ThreadLoop",
         {InstanceMethod<&ThreadLoop::SetInterest>("setInterest"),
-         InstanceMethod<&ThreadLoop::TakeReady>("takeReady"),
+         InstanceMethod<&ThreadLoop::SetReadyArray>("setReadyArray"),
          InstanceMethod<&ThreadLoop::Resume>("resume"), InstanceMethod<&ThreadLoop::Wake>("wake"),
          InstanceMethod<&ThreadLoop::Stop>("stop"), InstanceMethod<&ThreadLoop::Ref>("ref"),
          InstanceMethod<&ThreadLoop::Unref>("unref"),
@@ -76,7 +80,7 @@ class ThreadLoop : public Napi::ObjectWrap<ThreadLoop> {
   }
 
   // new ThreadLoop(backendName, onBatch(result, waitMs, woken))
-  // result is the ready count (fetch them with takeReady) or -errno.
+  // result is the ready count, the fds already in the ready array (setReadyArray), or -errno.
   // The thread starts parked; the first resume() starts the first wait.
   explicit ThreadLoop(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ThreadLoop>(info) {
     Napi::Env env = info.Env();
@@ -89,6 +93,7 @@ class ThreadLoop : public Napi::ObjectWrap<ThreadLoop> {
     if (core->reactor == nullptr || (error = core->reactor->EnableWakeups(&wake_fd)) < 0) {
       throw ReactorCreationError(env, error, wake_fd);
     }
+    core->ready = &ready_;
     core_ = core;
     auto* context = new Context{core};
     batches_ = BatchFunction::New(env, info[1].As<Napi::Function>(), "asyncore.loop", 0, 1, context,
@@ -146,13 +151,11 @@ class ThreadLoop : public Napi::ObjectWrap<ThreadLoop> {
     return Napi::Number::New(info.Env(), core->reactor->SetInterest(fd, mask));
   }
 
-  // takeReady(out: Int32Array) -> count: the last batch as [fd, events] pairs.
-  Napi::Value TakeReady(const Napi::CallbackInfo& info) {
-    LoopCore* core = JsTurnCore(info.Env());
-    Napi::Int32Array out = Int32ArrayArg(info, 0);
-    size_t count = core->result > 0 ? static_cast<size_t>(core->result) : 0;
-    return Napi::Number::New(info.Env(),
-                             static_cast<double>(CopyReady(core->reactor->ready(), count, out)));
+  // setReadyArray(out: Int32Array): where each batch's ready fds are written, as [fd, events]
+  // pairs, before onBatch is called. Used by the JS thread only, like the array itself.
+  Napi::Value SetReadyArray(const Napi::CallbackInfo& info) {
+    ready_.Set(info);
+    return info.Env().Undefined();
   }
 
   // resume(timeoutMs): ends the JS turn and starts the next wait.
@@ -216,12 +219,14 @@ class ThreadLoop : public Napi::ObjectWrap<ThreadLoop> {
   }
 
   std::shared_ptr<LoopCore> core_;
+  ReadyArray ready_;
   BatchFunction batches_;
   Napi::Env::CleanupHook<void (*)(ThreadLoop*), ThreadLoop> cleanup_;
   std::thread thread_;
 };
 
-// Runs on the JS thread after each wait: calls onBatch(result, waitMs, woken). During
+// Runs on the JS thread after each wait: writes the ready fds to the ready array and calls
+// onBatch(count or -errno, waitMs, woken), one crossing for the whole hand-over. During
 // teardown env is null: nothing to free, since the batch itself lives in the LoopCore.
 void DeliverBatch(Napi::Env env, Napi::Function on_batch, Context* context, std::nullptr_t*) {
   if (env == nullptr || on_batch.IsEmpty() || context == nullptr) return;
@@ -235,6 +240,10 @@ void DeliverBatch(Napi::Env env, Napi::Function on_batch, Context* context, std:
     result = core.result;
     woken = core.woken;
     wait_ms = core.wait_ms;
+  }
+  // The JS turn: the polling thread is parked and leaves the reactor alone.
+  if (result > 0) {
+    result = static_cast<int>(core.ready->Copy(core.reactor->ready(), static_cast<size_t>(result)));
   }
   on_batch.Call({Napi::Number::New(env, result), Napi::Number::New(env, wait_ms),
                  Napi::Boolean::New(env, woken)});

@@ -69,6 +69,7 @@ class ReactorWrap : public Napi::ObjectWrap<ReactorWrap> {
     return DefineClass(
         env, "Reactor",
         {InstanceMethod<&ReactorWrap::SetInterest>("setInterest"),
+         InstanceMethod<&ReactorWrap::SetReadyArray>("setReadyArray"),
          InstanceMethod<&ReactorWrap::Poll>("poll"), InstanceMethod<&ReactorWrap::Close>("close"),
          InstanceAccessor<&ReactorWrap::Backend>("backend")});
   }
@@ -98,28 +99,33 @@ class ReactorWrap : public Napi::ObjectWrap<ReactorWrap> {
     return Napi::Number::New(info.Env(), Get(info.Env())->SetInterest(fd, mask));
   }
 
-  // poll(timeoutMs, out: Int32Array) -> ready count or -errno. The ready fds are written
-  // to `out` as [fd, events] pairs; `out` must hold two entries per watched fd.
+  // setReadyArray(out: Int32Array): where poll() writes the ready fds from now on, as
+  // [fd, events] pairs; it must hold two entries per watched fd.
+  Napi::Value SetReadyArray(const Napi::CallbackInfo& info) {
+    ready_.Set(info);
+    return info.Env().Undefined();
+  }
+
+  // poll(timeoutMs) -> ready count or -errno; the ready fds are in the ready array.
   Napi::Value Poll(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Reactor* reactor = Get(env);
     if (!info[0].IsNumber()) throw Napi::TypeError::New(env, "timeout must be a number");
     double timeout = info[0].As<Napi::Number>().DoubleValue();
-    Napi::Int32Array out = Int32ArrayArg(info, 1);
     int64_t timeout_ms = timeout < 0 ? -1 : static_cast<int64_t>(timeout);
     if (loop_fd_ < 0) {
       bool woken = false;
       int count = reactor->Poll(timeout_ms, &woken);
       if (count < 0) return Napi::Number::New(env, count);
-      return Napi::Number::New(env, static_cast<double>(CopyReady(reactor->ready(), count, out)));
+      return Napi::Number::New(env, static_cast<double>(ready_.Copy(reactor->ready(), count)));
     }
-    int64_t result = PollInWorker(env, reactor, timeout_ms, out);
+    int64_t result = PollInWorker(env, reactor, timeout_ms);
     return Napi::Number::New(env, static_cast<double>(result));
   }
 
   // Poll() on a worker thread: the same wait, also watching the libuv loop's fd (see the
   // top of this file). Returns the ready count or -errno.
-  int64_t PollInWorker(napi_env env, Reactor* reactor, int64_t timeout_ms, Napi::Int32Array out) {
+  int64_t PollInWorker(napi_env env, Reactor* reactor, int64_t timeout_ms) {
     int64_t now = MonotonicMs();
     const int64_t deadline = timeout_ms < 0 ? -1 : now + timeout_ms;
     for (;;) {
@@ -137,7 +143,7 @@ class ReactorWrap : public Napi::ObjectWrap<ReactorWrap> {
       int count = reactor->Poll(wait, &woken);
       if (count < 0) return count;
       bool loop_fired = false;
-      size_t written = CopyReady(reactor->ready(), count, out, loop_fd_, &loop_fired);
+      size_t written = ready_.Copy(reactor->ready(), count, loop_fd_, &loop_fired);
       now = MonotonicMs();
       if (loop_fired) {
         BackOff(reactor, now);
@@ -169,6 +175,7 @@ class ReactorWrap : public Napi::ObjectWrap<ReactorWrap> {
   }
 
   std::unique_ptr<Reactor> reactor_;
+  ReadyArray ready_;
   // The worker's libuv loop fd, watched but never reported to JavaScript (-1: main thread,
   // or the backend could not hold it).
   int loop_fd_ = -1;

@@ -14,12 +14,20 @@ int32_t IntArg(const Napi::CallbackInfo& info, size_t index, const char* name) {
   return result;
 }
 
-Napi::Int32Array Int32ArrayArg(const Napi::CallbackInfo& info, size_t index) {
-  Napi::Value value = info[index];
-  if (!value.IsTypedArray() || value.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
-    throw Napi::TypeError::New(info.Env(), "out must be an Int32Array");
+void ReadyArray::Set(const Napi::CallbackInfo& info) {
+  Napi::Value value = info[0];
+  napi_typedarray_type type = napi_int8_array;
+  size_t length = 0;
+  void* data = nullptr;
+  if (!value.IsTypedArray() ||
+      napi_get_typedarray_info(info.Env(), value, &type, &length, &data, nullptr, nullptr) !=
+          napi_ok ||
+      type != napi_int32_array) {
+    throw Napi::TypeError::New(info.Env(), "the ready array must be an Int32Array");
   }
-  return value.As<Napi::Int32Array>();
+  array_ = Napi::Persistent(value.As<Napi::Int32Array>());
+  slots_ = static_cast<int32_t*>(data);
+  pairs_ = length / 2;
 }
 
 Napi::Error ReactorCreationError(Napi::Env env, int error, int wake_fd) {
@@ -29,23 +37,21 @@ Napi::Error ReactorCreationError(Napi::Env env, int error, int wake_fd) {
   return failure;
 }
 
-size_t CopyReady(const std::vector<ReadyEvent>& ready, size_t count, Napi::Int32Array out, int skip,
-                 bool* skipped) {
+size_t ReadyArray::Copy(const std::vector<ReadyEvent>& ready, size_t count, int skip,
+                        bool* skipped) const {
   if (skipped != nullptr) *skipped = false;
-  size_t room = out.ElementLength() / 2;
-  int32_t* slots = out.Data();
   size_t written = 0;
   for (size_t i = 0; i < count && i < ready.size(); i++) {
     if (ready[i].fd == skip) {
       if (skipped != nullptr) *skipped = true;
       continue;
     }
-    if (written == room) {
+    if (written == pairs_) {
       if (skip < 0) break;
       continue;  // `skip` may still come
     }
-    slots[2 * written] = ready[i].fd;
-    slots[2 * written + 1] = ready[i].events;
+    slots_[2 * written] = ready[i].fd;
+    slots_[2 * written + 1] = ready[i].events;
     written++;
   }
   return written;

@@ -14,8 +14,10 @@ export interface NativeReactor {
   readonly backend: string;
   /** Watch fd for mask (POLLIN|POLLOUT|POLLPRI, 0: stop). 0 or -errno; -ERANGE: fd too large. */
   setInterest(fd: number, mask: number): number;
-  /** Wait up to timeoutMs (negative: forever); ready fds go to `out` as [fd, events] pairs. */
-  poll(timeoutMs: number, out: Int32Array): number;
+  /** Where poll() writes the ready fds from now on, as [fd, events] pairs (kept by the addon). */
+  setReadyArray(out: Int32Array): void;
+  /** Wait up to timeoutMs (negative: forever); the ready fds go to the ready array. */
+  poll(timeoutMs: number): number;
   close(): void;
 }
 
@@ -23,8 +25,8 @@ export interface NativeThreadLoop {
   readonly backend: string | null;
   /** Only in the JS turn (inside onBatch, or before the first resume). */
   setInterest(fd: number, mask: number): number;
-  /** The last batch as [fd, events] pairs; returns how many were written. */
-  takeReady(out: Int32Array): number;
+  /** Where each batch's ready fds go, as [fd, events] pairs, before onBatch (kept by the addon). */
+  setReadyArray(out: Int32Array): void;
   /** Ends the JS turn: the thread waits up to timeoutMs, then calls onBatch. */
   resume(timeoutMs: number): void;
   /** Ends the current wait at once (thread-safe, cheap, coalesced). */

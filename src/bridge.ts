@@ -29,6 +29,10 @@ export class ThreadSide implements InterestSink {
     return 0;
   }
 
+  setReadyArray(out: Int32Array): void {
+    this.#thread.setReadyArray(out);
+  }
+
   interestChanged(): void {
     if (!this.#inTurn) this.#thread.wake();
   }

@@ -274,7 +274,7 @@ function iterateSync(sync: SyncState, steps: Iterations, loopTimeoutMs: number):
   const timeout = steps.beforeWait(loopTimeoutMs);
   // Timed for a trace only (see afterWait).
   const started = steps.traced ? performance.now() : -1;
-  const result = reactor.poll(timeout, poller.ready);
+  const result = reactor.poll(timeout);
   if (result < 0) throw errnoError(result, syscallOf(poller.backend, 'wait'));
   steps.afterWait(result, started < 0 ? 0 : performance.now() - started, false);
 }
@@ -426,12 +426,12 @@ export function loop(options: LoopOptions = {}): LoopPromise {
     if (done) return;
     try {
       const channelLeft = side.takeTurn();
-      let ready = 0;
+      // The ready fds are in poller.ready already.
+      let ready = result;
       if (result < 0) {
+        ready = 0;
         // A dispatcher closed its fd while select()/poll() watched it: not an error.
         if (!(result === -EBADF && channelLeft)) throw errnoError(result, syscallOf(backend, 'wait'));
-      } else if (result > 0) {
-        ready = thread.takeReady(poller.ready);
       }
       if (steps.afterWait(ready, waited, woken)) waitDeadline = null;
       // Woken with nothing ready: the wait began `waited` ms ago (the native side's count).

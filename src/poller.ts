@@ -13,6 +13,8 @@ import type { MapWatcher, SocketMap } from './socketmap.js';
 export interface InterestSink {
   /** Watch fd for mask (0: stop); 0 or -errno. */
   setInterest(fd: number, mask: number): number;
+  /** Where the wait writes the ready fds: the poller's `ready`, registered again when it grows. */
+  setReadyArray(out: Int32Array): void;
   /**
    * Interest may have changed outside the poller's own steps (a new dispatcher, send() from a
    * timer): a sink whose wait runs on another thread ends it, so the change is seen at once.
@@ -71,7 +73,7 @@ export class Poller implements MapWatcher {
    * mask, and a dispatcher that ignores it would spin.
    */
   readonly #parked = new Set<number>();
-  /** [fd, events] pairs of the last wait. */
+  /** [fd, events] pairs of the last wait, written by the sink's wait (see setReadyArray). */
   ready = new Int32Array(256);
   /** The dispatcher of each ready fd, looked up before any handler of the batch ran. */
   #owners: (Dispatcher | undefined)[] = [];
@@ -86,11 +88,14 @@ export class Poller implements MapWatcher {
     this.backend = backend;
     this.#selectStyle = backend === 'select';
     this.#sink = sink;
+    sink.setReadyArray(this.ready);
   }
 
   /** Step 1: ask the dispatchers that may answer differently, and tell the kernel what changed. */
   updateInterest(map: SocketMap): void {
-    this.#invalid.length = 0;
+    const owners = this.#owners;
+    // Setting an array's length is a call into V8's runtime, even to 0 on an empty array.
+    if (this.#invalid.length > 0) this.#invalid.length = 0;
     if (this.#scanEverything) {
       this.#scanAll(map);
     } else {
@@ -99,7 +104,6 @@ export class Poller implements MapWatcher {
       const asked = this.#askedEveryIteration;
       const changed = this.#changed;
       for (const obj of asked) this.#refreshChannel(obj, map);
-      const owners = this.#owners;
       for (let i = 0; i < this.#dispatched; i++) {
         const obj = owners[i];
         if (obj === undefined || (asked.size > 0 && asked.has(obj)) || (changed.size > 0 && changed.has(obj))) continue;
@@ -114,11 +118,15 @@ export class Poller implements MapWatcher {
       if (map.size !== this.#watches.size) this.#scanAll(map);
     }
     if (this.#changed.size > 0) this.#changed.clear();
-    this.#owners.fill(undefined, 0, this.#dispatched);
+    // A loop, not owners.fill(): fill() is a call into V8's C++ builtins.
+    for (let i = 0; i < this.#dispatched; i++) owners[i] = undefined;
     this.#dispatched = 0;
     // Room for every watched fd, so one wait reports all of them.
     const room = 2 * (this.#watchedCount + this.#invalid.length);
-    if (this.ready.length < room) this.ready = new Int32Array(Math.max(room, 2 * this.ready.length));
+    if (this.ready.length < room) {
+      this.ready = new Int32Array(Math.max(room, 2 * this.ready.length));
+      this.#sink.setReadyArray(this.ready);
+    }
   }
 
   /** Whether a map key was refused as not open: the wait must not block before it is reported. */
@@ -137,7 +145,7 @@ export class Poller implements MapWatcher {
       this.ready[2 * total + 1] = POLLNVAL;
       total++;
     }
-    this.#invalid.length = 0;
+    if (this.#invalid.length > 0) this.#invalid.length = 0;
     return total;
   }
 

@@ -2,7 +2,8 @@
 // large ones are copies out of a shared scratch buffer, and neither may be overwritten by any
 // later receive, on this socket or another. The binding's recvInto never writes past the end
 // of the buffer it is given, whatever offset and length it is asked for, and neither does its
-// hot path (recv and send with their integers in shared slots) whatever the slots hold.
+// hot path (recv and send with their integers in shared slots) whatever the slots hold; the
+// reactors write no more ready fds than their registered array holds.
 import { join } from 'node:path';
 
 import { AF_UNIX, SOCK_STREAM, type Socket, socketpair } from 'asyncore';
@@ -137,5 +138,59 @@ describe("the binding's hot path", () => {
       scratchOfFloats: 'TypeError',
       sent: 3,
     });
+  });
+});
+
+// The reactors write ready fds to an Int32Array registered once (setReadyArray), not passed on
+// every wait: never more pairs than it holds, and nothing but an Int32Array is taken.
+describe("the binding's ready arrays", () => {
+  const POLLIN = native.constants.POLLIN;
+
+  it('hold what fits, take a larger array when registered again, and refuse anything else', () => {
+    const [a, b] = pair();
+    const [c, d] = pair();
+    a.send(Buffer.from('x'));
+    c.send(Buffer.from('y'));
+    const reactor = new native.Reactor('poll');
+    try {
+      for (const bad of [new Uint32Array(4), Buffer.alloc(16), 4, undefined]) {
+        expect(() => reactor.setReadyArray(bad as unknown as Int32Array)).toThrow(TypeError);
+      }
+      expect(reactor.setInterest(b.fileno(), POLLIN)).toBe(0);
+      expect(reactor.setInterest(d.fileno(), POLLIN)).toBe(0);
+      // Room for one pair and a guard after it.
+      const small = new Int32Array(3).fill(-7);
+      reactor.setReadyArray(small.subarray(0, 2));
+      expect(reactor.poll(0)).toBe(1);
+      expect([b.fileno(), d.fileno()]).toContain(small[0]);
+      expect((small[1] as number) & POLLIN).toBe(POLLIN);
+      expect(small[2]).toBe(-7);
+      const large = new Int32Array(8);
+      reactor.setReadyArray(large);
+      expect(reactor.poll(0)).toBe(2);
+      expect([large[0], large[2]].sort()).toEqual([b.fileno(), d.fileno()].sort());
+    } finally {
+      reactor.close();
+    }
+  });
+
+  it("fill loop()'s batches before its callback runs", async () => {
+    const [a, b] = pair();
+    a.send(Buffer.from('x'));
+    const ready = new Int32Array(4);
+    let seen: number[] = [];
+    const batch = new Promise<void>((resolve) => {
+      const thread = new native.ThreadLoop('epoll', (result: number) => {
+        seen = [result, ready[0] as number, (ready[1] as number) & POLLIN];
+        thread.stop();
+        resolve();
+      });
+      expect(() => thread.setReadyArray(new Float64Array(4) as unknown as Int32Array)).toThrow(TypeError);
+      thread.setReadyArray(ready);
+      expect(thread.setInterest(b.fileno(), POLLIN)).toBe(0);
+      thread.resume(5000);
+    });
+    await batch;
+    expect(seen).toEqual([1, b.fileno(), POLLIN]);
   });
 });
