@@ -567,7 +567,7 @@ Python's semantics while Node's own loop keeps running.
   resume(timeoutMs)          ─────────────▶  reactor.Poll(timeoutMs)   (select/poll/epoll_wait)
                                              result, waitMs, woken
   onBatch(result, waitMs, woken)  ◀────────  tsfn.NonBlockingCall()     (one per wait)
-  takeReady(Int32Array) -> [fd, events]...
+    ready fds already in the Int32Array
   dispatch handlers, run due timers
   (repeat)                                   parked on a condition variable
 \`\`\`
@@ -575,8 +575,9 @@ Python's semantics while Node's own loop keeps running.
 What crosses per iteration: one \`resume(timeoutMs)\` (a mutex and a condition variable:
 ${source('native/bridge.cc', 'core->turn = LoopCore::Turn::kPolling;', 'Resume')}), one thread-safe function call back
 (${source('native/bridge.cc', 'batches.NonBlockingCall(nullptr)', 'NonBlockingCall')}: libuv wakes Node's loop through its own eventfd),
-three numbers (\`result\`, \`waitMs\`, \`woken\`), and the ready list as \`[fd, events]\` pairs copied
-into one reused \`Int32Array\` (${source('native/bridge.cc', 'Napi::Value TakeReady', 'TakeReady')}). Interest changes
+three numbers (\`result\`, \`waitMs\`, \`woken\`), and the ready list as \`[fd, events]\` pairs, copied
+on the JavaScript thread just before \`onBatch\` runs into one \`Int32Array\` registered once
+(${source('native/bridge.cc', 'std::nullptr_t*) {', 'DeliverBatch')}). Interest changes
 cross the other way as \`setInterest(fd, mask)\` calls, only for fds whose mask changed. The two
 threads take turns (\`LoopCore::Turn\`), so the reactor is never touched by both at once and
 needs no lock of its own. Interest that changes while the thread waits (a Node timer calls
@@ -615,7 +616,7 @@ function sectionBytePath() {
       source('native/reactor.cc', 'int Reactor::Poll(', 'Reactor::Poll'),
     ],
     [
-      "Under `loopSync()`, the N-API wrapper copies the batch into the loop's `Int32Array` as `[fd, events]` pairs (under `loop()`, `TakeReady` in bridge.cc does the same after the hand-over):",
+      "Under `loopSync()`, the N-API wrapper copies the batch into the loop's `Int32Array` as `[fd, events]` pairs (under `loop()`, `DeliverBatch` in bridge.cc does the same after the hand-over):",
       source('native/reactor_wrap.cc', 'Napi::Value Poll(const Napi::CallbackInfo& info)', 'ReactorWrap::Poll'),
     ],
     [
@@ -639,8 +640,9 @@ function sectionBytePath() {
       source('src/dispatcher.ts', 'recv(n: number): Buffer {', 'Dispatcher.recv'),
     ],
     [
-      'The socket reads into one shared scratch buffer and copies out only what arrived:',
+      'The socket receives straight into the free end of a shared slab, and the `Buffer` it returns is a view of exactly the bytes that arrived (what is larger than the room left goes through a scratch buffer and is copied):',
       source('src/socket.ts', 'recv(n: number, flags = 0): Buffer {', 'Socket.recv'),
+      source('src/socket.ts', 'function receive(fd: number, size: number, flags: number): Buffer {', 'receive'),
     ],
     [
       'Into native code once more, for the system call itself:',
