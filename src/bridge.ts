@@ -52,6 +52,8 @@ export class ThreadSide implements InterestSink {
     this.#inTurn = true;
     const removed = this.#removedDuringWait;
     this.#removedDuringWait = false;
+    // Nearly always empty. Map.clear() allocates a fresh table even then, every batch.
+    if (this.#queued.size === 0) return removed;
     // A removal the reactor refuses is of an fd already closed, which the kernel has dropped.
     for (const [fd, mask] of this.#queued) this.#thread.setInterest(fd, mask);
     this.#queued.clear();
