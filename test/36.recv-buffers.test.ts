@@ -10,7 +10,7 @@ import { AF_UNIX, SOCK_STREAM, type Socket, socketpair } from 'asyncore';
 import { afterEach, describe, expect, it } from 'vitest';
 
 import { native } from '../src/binding.js';
-import { DIST, ROOT, run } from './helpers.js';
+import { BEST_BACKEND, DIST, ROOT, run } from './helpers.js';
 
 const opened: Socket[] = [];
 
@@ -180,7 +180,7 @@ describe("the binding's ready arrays", () => {
     const ready = new Int32Array(4);
     let seen: number[] = [];
     const batch = new Promise<void>((resolve) => {
-      const thread = new native.ThreadLoop('epoll', (result: number) => {
+      const thread = new native.ThreadLoop(BEST_BACKEND, (result: number) => {
         seen = [result, ready[0] as number, (ready[1] as number) & POLLIN];
         thread.stop();
         resolve();
