@@ -49,6 +49,14 @@ export const BEST_BACKEND = BACKENDS[0] ?? 'poll';
 export const MODES = ['sync', 'thread'] as const;
 export type Mode = (typeof MODES)[number];
 
+/**
+ * Whether this run is under AddressSanitizer (.ci/sanitize preloads libasan): everything runs
+ * two to five times slower, so bounds meant to catch a hang, not to time the code, are given
+ * SLOW times more room.
+ */
+export const UNDER_ASAN = (process.env['LD_PRELOAD'] ?? '').includes('libasan');
+export const SLOW = UNDER_ASAN ? 4 : 1;
+
 /** Runs the loop in `mode`; settles when loopSync() returns (a throw becomes a rejection) or loop()'s promise does. */
 export async function runLoop(mode: Mode, options: LoopOptions): Promise<void> {
   if (mode === 'thread') return loop(options);
