@@ -195,32 +195,31 @@ describe.each(MODES)('callEvery under the %s loop', (mode) => {
   it('reset() from inside fn, and after cancel(), schedules it again', async () => {
     const { map } = idleMap();
     let runs = 0;
+    let runsBeforeReset = -1;
+    let cancelledAfterReset: boolean | null = null;
+    const resetAfterCancel = (): void => {
+      runsBeforeReset = runs;
+      every.reset();
+      cancelledAfterReset = every.cancelled;
+    };
     const every = callEvery(
       0.01,
       () => {
         runs++;
         // A reset from inside fn must not put it in the heap twice.
         every.reset();
-        if (runs === 3) every.cancel();
+        if (runs === 3) {
+          every.cancel();
+          // Scheduled from here, not at a fixed time: the three runs come first however late
+          // the timers run, and the cancelled call must then wait out these 50 ms.
+          timers.push(callLater(0.05, resetAfterCancel, map));
+        }
         if (runs === 6) {
           every.cancel();
           closeAll(map);
         }
       },
       map,
-    );
-    let runsBeforeReset = -1;
-    let cancelledAfterReset: boolean | null = null;
-    timers.push(
-      callLater(
-        0.15,
-        () => {
-          runsBeforeReset = runs;
-          every.reset();
-          cancelledAfterReset = every.cancelled;
-        },
-        map,
-      ),
     );
     await runLoop(mode, { map, timeout: 5 });
     expect(runsBeforeReset).toBe(3);
