@@ -12,7 +12,7 @@ import { SOL_SOCKET, SO_RCVBUF, SO_SNDBUF, type SocketMap, Socket, closeAll, loo
 import { afterEach, describe, expect, it } from 'vitest';
 
 import { ChatServer, MAX_QUEUED } from '../examples/chat-server.js';
-import { BEST_BACKEND, HALF_CLOSE_CLIENT, ROOT, freePort, run, waitExit } from './helpers.js';
+import { BEST_BACKEND, HALF_CLOSE_CLIENT, ROOT, accepts, freePort, run, waitExit } from './helpers.js';
 
 const program = (name: string): string => join(ROOT, 'dist', 'examples', `${name}.js`);
 
@@ -136,9 +136,23 @@ describe('lesson 3: the port forwarder', () => {
     const target = await freePort();
     // socat's -t: after one direction ends, wait up to 10 s for the other (cat's output).
     const socat = spawn('socat', ['-t', '10', `TCP-LISTEN:${target},bind=127.0.0.1,reuseaddr,fork`, 'EXEC:cat'], {
-      stdio: 'ignore',
+      stdio: ['ignore', 'ignore', 'pipe'],
     });
     children.push(socat);
+    let socatErr = '';
+    socat.stderr.on('data', (d: Buffer) => (socatErr += d.toString()));
+    // The forwarder connects to it per client: socat must listen first. It prints nothing when it
+    // does, so the port is tried every 20 ms; socat exits at once if it cannot bind.
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const listening = await accepts(target);
+      if (socat.exitCode !== null || socat.signalCode !== null) {
+        throw new Error(`socat exited (${String(socat.exitCode ?? socat.signalCode)}) on port ${target}: ${socatErr}`);
+      }
+      if (listening) break;
+      if (Date.now() > deadline) throw new Error(`socat did not listen on port ${target} within 10 s: ${socatErr}`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
     const forwarder = await start(process.execPath, [
       program('port-forwarder'),
       '--listen',
