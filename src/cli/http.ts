@@ -304,14 +304,16 @@ function parseHead(head: string): Request | string {
     for (let i = start; valid && i < colon; i++) valid = !isSpace(head.charCodeAt(i));
     let valueStart = colon + 1;
     while (valueStart < stop && isBlank(head.charCodeAt(valueStart))) valueStart++;
-    const cr = valid ? head.indexOf('\r', valueStart) : -1;
-    if (!valid || (cr >= 0 && cr < stop)) {
-      return `malformed header line ${JSON.stringify(head.slice(start, Math.min(stop, start + 100)))}`;
-    }
     let valueEnd = stop;
     while (valueEnd > valueStart && isBlank(head.charCodeAt(valueEnd - 1))) valueEnd--;
+    const value = valid ? head.slice(valueStart, valueEnd) : '';
+    // A CR inside a line is refused. Only the value can hold one (the name refuses white space,
+    // and only blanks surround the value), so the search stays within the line; a search of
+    // the head from the value on ran to the head's end on every line of a bare-LF head.
+    if (!valid || value.includes('\r')) {
+      return `malformed header line ${JSON.stringify(head.slice(start, Math.min(stop, start + 100)))}`;
+    }
     const name = head.slice(start, colon).toLowerCase();
-    const value = head.slice(valueStart, valueEnd);
     const previous = headers.get(name);
     headers.set(name, previous === undefined ? value : `${previous}, ${value}`);
   }
