@@ -266,10 +266,7 @@ bool BytesOnlyArg(napi_env env, napi_callback_info info, const char* what, napi_
                   void** data, size_t* length) {
   size_t argc = 1;
   napi_get_cb_info(env, info, &argc, value, nullptr, nullptr);
-  napi_typedarray_type type = napi_int8_array;
-  if (argc < 1 ||
-      napi_get_typedarray_info(env, *value, &type, length, data, nullptr, nullptr) != napi_ok ||
-      type != napi_uint8_array) {
+  if (argc < 1 || !TypedArrayOf(env, *value, napi_uint8_array, data, length)) {
     napi_throw_type_error(env, nullptr, what);
     return false;
   }

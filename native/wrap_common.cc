@@ -16,16 +16,12 @@ int32_t IntArg(const Napi::CallbackInfo& info, size_t index, const char* name) {
 
 void ReadyArray::Set(const Napi::CallbackInfo& info) {
   Napi::Value value = info[0];
-  napi_typedarray_type type = napi_int8_array;
   size_t length = 0;
   void* data = nullptr;
-  if (!value.IsTypedArray() ||
-      napi_get_typedarray_info(info.Env(), value, &type, &length, &data, nullptr, nullptr) !=
-          napi_ok ||
-      type != napi_int32_array) {
+  if (!TypedArrayOf(info.Env(), value, napi_int32_array, &data, &length)) {
     throw Napi::TypeError::New(info.Env(), "the ready array must be an Int32Array");
   }
-  array_ = Napi::Persistent(value.As<Napi::Int32Array>());
+  array_ = Napi::Persistent(value.As<Napi::Object>());
   slots_ = static_cast<int32_t*>(data);
   pairs_ = length / 2;
 }

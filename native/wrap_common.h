@@ -17,6 +17,16 @@ namespace aco {
 // info[index] as an int32; throws TypeError naming `name` when it is not a number.
 int32_t IntArg(const Napi::CallbackInfo& info, size_t index, const char* name);
 
+// `value` as a typed array of `type`: its bytes and element count. False for anything else.
+// Inline: send() checks its argument with it on every call.
+inline bool TypedArrayOf(napi_env env, napi_value value, napi_typedarray_type type, void** data,
+                         size_t* length) {
+  // Fails by itself (napi_invalid_arg) for a value that is not a typed array.
+  napi_typedarray_type actual = napi_int8_array;
+  return napi_get_typedarray_info(env, value, &actual, length, data, nullptr, nullptr) == napi_ok &&
+         actual == type;
+}
+
 // The Int32Array a wrapper writes ready events to, registered once by JavaScript
 // (setReadyArray) instead of passed on every wait: checking a typed-array argument costs
 // ~900 instructions (two napi_get_typedarray_info calls, each testing the type against
@@ -34,7 +44,7 @@ class ReadyArray {
               bool* skipped = nullptr) const;
 
  private:
-  Napi::Reference<Napi::Int32Array> array_;
+  Napi::ObjectReference array_;
   int32_t* slots_ = nullptr;
   size_t pairs_ = 0;
 };
