@@ -426,14 +426,10 @@ export function loop(options: LoopOptions = {}): LoopPromise {
     if (done) return;
     try {
       const channelLeft = side.takeTurn();
+      // A dispatcher closed its fd while select()/poll() watched it: not an error.
+      if (result < 0 && !(result === -EBADF && channelLeft)) throw errnoError(result, syscallOf(backend, 'wait'));
       // The ready fds are in poller.ready already.
-      let ready = result;
-      if (result < 0) {
-        ready = 0;
-        // A dispatcher closed its fd while select()/poll() watched it: not an error.
-        if (!(result === -EBADF && channelLeft)) throw errnoError(result, syscallOf(backend, 'wait'));
-      }
-      if (steps.afterWait(ready, waited, woken)) waitDeadline = null;
+      if (steps.afterWait(Math.max(result, 0), waited, woken)) waitDeadline = null;
       // Woken with nothing ready: the wait began `waited` ms ago (the native side's count).
       else waitDeadline ??= loopTimeoutMs < 0 ? Infinity : performance.now() - waited + loopTimeoutMs;
       if (signal?.aborted === true) finish(signal.reason);
